@@ -1,0 +1,43 @@
+"""Checkpoints are data: a dict of state dicts and plain values, written atomically and loaded
+with ``weights_only=True`` so that a checkpoint file can never run code."""
+
+from __future__ import annotations
+
+import pickle
+import platform
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+import dltrain
+from dltrain.atomic import atomic_write
+from dltrain.errors import UserError
+
+
+def versions() -> Dict[str, str]:
+    return {"dltrain": dltrain.__version__, "torch": str(torch.__version__),
+            "python": platform.python_version()}
+
+
+def save_checkpoint(path: Path, checkpoint: Dict[str, Any]) -> None:
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses anything but tensors and plain containers: a file that needs more
+        # was not written by dltrain, and loading it fully could run arbitrary code
+        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
+        first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "") if lines else type(e).__name__
+        raise UserError(
+            f"refusing to load {path}: it holds objects other than tensors and plain values, "
+            f"so loading it could run code ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise UserError(f"cannot read checkpoint {path}: {e}") from None

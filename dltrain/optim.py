@@ -1,0 +1,115 @@
+"""Optimizers and learning-rate schedules by name; decay / no-decay parameter groups."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from dltrain.registry import Registry
+from dltrain.schema import OptimConfig, SchedConfig, fields_of
+
+OPTIMIZERS: Registry = Registry("optimizer")
+OPTIMIZERS.register("sgd")(torch.optim.SGD)
+OPTIMIZERS.register("adam")(torch.optim.Adam)
+OPTIMIZERS.register("adamw")(torch.optim.AdamW)
+OPTIMIZERS.register("rmsprop")(torch.optim.RMSprop)
+
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(weights that take weight decay and the L1 penalty, biases and norm parameters that don't)."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (no_decay if isinstance(module, NORMS) or p.ndim < 2 else decay).append(p)
+    return decay, no_decay
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = split_decay(model)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kwargs = fields_of(cfg)
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return OPTIMIZERS.get(cfg.name)([g for g in groups if g["params"]], **kwargs)
+
+
+class Schedule:
+    """A learning-rate schedule and when it steps: after every batch, every epoch, or on a metric."""
+
+    def __init__(self, scheduler: Optional[Any], interval: str) -> None:
+        self.scheduler = scheduler
+        self.interval = interval  # step | epoch | metric
+
+    def after_step(self) -> None:
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def after_epoch(self, metric: float) -> None:
+        if self.interval == "epoch":
+            self.scheduler.step()
+        elif self.interval == "metric":
+            self.scheduler.step(metric)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
+
+
+SCHEDULES: Registry = Registry("schedule")
+
+
+@SCHEDULES.register("none")
+def _none(optimizer, **_) -> Schedule:
+    return Schedule(None, "none")
+
+
+@SCHEDULES.register("step")
+def _step(optimizer, *, step_size: int, gamma: float, **_) -> Schedule:
+    return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma), "epoch")
+
+
+@SCHEDULES.register("cosine")
+def _cosine(optimizer, *, epochs: int, eta_min: float, **_) -> Schedule:
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=eta_min)
+    return Schedule(sched, "epoch")
+
+
+@SCHEDULES.register("plateau")
+def _plateau(optimizer, *, mode: str, factor: float, patience: int, min_lr: float, **_) -> Schedule:
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
+    )
+    return Schedule(sched, "metric")
+
+
+@SCHEDULES.register("onecycle")
+def _onecycle(optimizer, *, epochs: int, steps_per_epoch: int, base_lr: float,
+              max_lr: Optional[float], pct_start: float, **_) -> Schedule:
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=max_lr or base_lr,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=pct_start,
+    )
+    return Schedule(sched, "step")
+
+
+def build_schedule(cfg: SchedConfig, optimizer: torch.optim.Optimizer, *, epochs: int,
+                   steps_per_epoch: int, base_lr: float, mode: str) -> Schedule:
+    return SCHEDULES.get(cfg.name)(
+        optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch, base_lr=base_lr, mode=mode,
+        **fields_of(cfg),
+    )

@@ -1,0 +1,102 @@
+"""Live progress: a rich display on a terminal, one plain line per epoch elsewhere (CI, pipes)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Dict
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeRemainingColumn)
+
+from dltrain.train.loop import Job
+
+
+def format_row(row: Dict[str, float]) -> str:
+    parts = []
+    for key, value in row.items():
+        if key == "epoch":
+            continue
+        if key == "lr":
+            parts.append(f"lr {value:.3g}")
+        elif key == "epoch_time_s":
+            parts.append(f"{value:.2f}s")
+        elif key == "samples_per_s":
+            parts.append(f"{value:,.0f} samples/s")
+        else:
+            parts.append(f"{key} {value:.4f}")
+    return "  ".join(parts)
+
+
+class PlainProgress:
+    """One line per epoch; never reads the device inside an epoch."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def on_epoch_start(self, job: Job, n_batches: int) -> None:
+        pass
+
+    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
+        pass
+
+    def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
+        epochs = job.config.trainer.epochs
+        mark = " *" if improved else ""
+        self.console.print(f"epoch {int(row['epoch'])}/{epochs}  {format_row(row)}{mark}",
+                           markup=False, highlight=False)
+        if job.state.stop_reason:
+            self.console.print(job.state.stop_reason, markup=False)
+
+
+class RichProgress(PlainProgress):
+    """A live bar per epoch: batch, running loss, samples/s and ETA; a summary line after it.
+
+    The running loss is read every ``trainer.log_every`` steps (a host sync), not every step.
+    """
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} samples/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+
+    def on_epoch_start(self, job: Job, n_batches: int) -> None:
+        epoch = f"{job.state.epoch + 1}/{job.config.trainer.epochs}"
+        self.start = time.perf_counter()
+        self.batch_size = job.config.trainer.batch_size
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=n_batches, epoch=epoch, loss="…", speed="…")
+        else:
+            self.progress.reset(self.task, total=n_batches, epoch=epoch, loss="…", speed="…")
+
+    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
+        fields = {}
+        if batch % job.config.trainer.log_every == 0:
+            elapsed = time.perf_counter() - self.start
+            fields = {"loss": f"{running_loss():.4f}",
+                      "speed": f"{batch * self.batch_size / max(elapsed, 1e-9):,.0f}"}
+        self.progress.update(self.task, completed=batch, **fields)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+def make_progress(kind: str, console: Console) -> PlainProgress | None:
+    """``auto`` is rich on a terminal and plain lines otherwise."""
+    if kind == "auto":
+        kind = "rich" if sys.stdout.isatty() else "plain"
+    if kind == "none":
+        return None
+    return RichProgress(console) if kind == "rich" else PlainProgress(console)
