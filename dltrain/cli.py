@@ -7,6 +7,7 @@ is something to train, so ``--help`` and config errors answer at once.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from dltrain import schema
 from dltrain.errors import UserError
+from dltrain.registry import unknown_name
 
 UID_ENV = "DLTRAIN_RUN_UID"
 
@@ -77,11 +79,63 @@ def train_task(cfg: DictConfig) -> Optional[float]:
     return summary.get(f"best_{summary['monitor']}")
 
 
+_NOISE = ("full_key:", "To append to your config", "reference_type=", "object_type=", "Config search path", "provider=",
+          "Set the environment variable HYDRA_FULL_ERROR")
+
+
+def clean_hydra_error(error: Exception) -> str:
+    """Hydra's message without its internals (search path, reference types)."""
+    messages, cause = [], error
+    while cause is not None:  # Hydra keeps the useful part ("Key 'lrr' not in ...") in the cause
+        messages.append(str(cause))
+        cause = cause.__cause__
+    lines = [ln.rstrip() for m in messages for ln in m.splitlines()]
+    lines = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(_NOISE)]
+    match = re.search(r"Key '(\w+)' not in '(\w+)'", " ".join(lines))
+    if match:
+        known = schema.keys_of_class(match.group(2))
+        if known:
+            lines.append(f"allowed keys there: {', '.join(known)}")
+    if lines and lines[0].startswith("In 'train': "):
+        lines[0] = lines[0][len("In 'train': "):]
+    return "\n".join(lines)
+
+
+def precheck(argv: List[str]) -> None:
+    """Compose and validate a single run's config before Hydra makes a run folder for it.
+
+    Sweeps and Hydra's own flags (anything starting with '-') are left to Hydra: each job
+    validates itself in :func:`train_task`.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return
+    for arg in argv:
+        group, _, option = arg.partition("=")
+        options = schema.GROUPS.get(group)
+        if options is not None and option not in options and "," not in option:
+            raise UserError(unknown_name(group, option, options))
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="dltrain"):
+            cfg = compose("train", overrides=argv)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise UserError(clean_hydra_error(e)) from None
+    schema.load_config(cfg)
+
+
 def run_hydra(argv: List[str]) -> None:
     import hydra
 
     schema.register_configs()
     OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
+    try:
+        precheck(argv)
+    except UserError as e:
+        report(e)
+        sys.exit(e.exit_code)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
 

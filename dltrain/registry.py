@@ -7,11 +7,19 @@ can make dltrain call an arbitrary callable.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 from dltrain.errors import UserError
 
 T = TypeVar("T", bound=Callable)
+
+
+def unknown_name(kind: str, name: object, known: Iterable[str]) -> str:
+    """``unknown model 'lstmm' (did you mean 'lstm'?); known: cnn, gru, lstm, mlp, rnn``"""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
 
 
 class Registry(Generic[T]):
@@ -32,11 +40,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(
-                f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}"
-            ) from None
+            raise UserError(unknown_name(self.kind, name, self.names())) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -21,6 +21,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dltrain.errors import UserError
+from dltrain.registry import unknown_name
 
 TASKS = ("classification", "regression")
 
@@ -324,7 +325,7 @@ def load_config(raw: Mapping[str, Any]) -> TrainConfig:
             raise UserError(f"config group '{group}' is missing; choose one of: {', '.join(options)}")
         name = node["name"]
         if name not in options:
-            raise UserError(f"unknown {group} {name!r}; known: {', '.join(options)}")
+            raise UserError(unknown_name(group, name, options))
         nodes[group] = _typed(group, options[name](name=name), node)
     for key, cls in (("regularization", RegularizationConfig), ("trainer", TrainerConfig)):
         nodes[key] = _typed(key, cls(), raw.get(key) or {})
@@ -518,6 +519,15 @@ def validate(c: TrainConfig) -> None:
 
     if v.errors:
         raise UserError("invalid config:\n  " + "\n  ".join(v.errors))
+
+
+def keys_of_class(class_name: str) -> List[str]:
+    """The keys of the schema dataclass called ``class_name`` (for error messages)."""
+    for cls in (TrainConfig, RegularizationConfig, TrainerConfig, EarlyStoppingConfig,
+                *(c for options in GROUPS.values() for c in options.values())):
+        if cls.__name__ == class_name:
+            return [f.name for f in dataclasses.fields(cls)]
+    return []
 
 
 def fields_of(node: Any) -> Dict[str, Any]:
