@@ -46,7 +46,8 @@ def report(error: BaseException) -> None:
 
 
 def _remove_if_untrained(run_dir: Path) -> None:
-    """Drop a run folder that holds only what Hydra wrote before the run failed to start."""
+    """Drop a run folder that holds only what Hydra wrote before the run failed to start
+    (a folder with checkpoints or metrics is never touched)."""
     if not run_dir.is_dir():
         return
     leftovers = {p.name for p in run_dir.iterdir()} - {".hydra"}
@@ -60,17 +61,14 @@ def train_task(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    started = False
     try:
         config = schema.load_config(cfg)
         from dltrain.train.run import run_training  # torch is imported here, not before
 
-        started = True
         summary = run_training(config, run_dir, console)
     except UserError as e:
         report(e)
-        if not started:
-            _remove_if_untrained(run_dir)
+        _remove_if_untrained(run_dir)
         raise SystemExit(e.exit_code) from None
     if summary["status"] == "failed":
         report(UserError(f"training failed: {summary.get('reason')}"))

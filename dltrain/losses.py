@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dltrain.registry import Registry
-from dltrain.schema import LossConfig, fields_of, resolve_loss
+from dltrain.schema import GROUPS, LossConfig, fields_of, resolve_loss
 
 LOSSES: Registry = Registry("loss")
 LOSSES.register("cross_entropy")(nn.CrossEntropyLoss)
@@ -20,7 +20,8 @@ LOSSES.register("l1")(nn.L1Loss)
 def build_loss(cfg: LossConfig, task: str) -> nn.Module:
     """The loss for ``task``: ``cfg.name``, or the task's natural loss when it is ``auto``."""
     name = resolve_loss(cfg.name, task)
-    kwargs = fields_of(cfg) if cfg.name == name else {}
+    # "auto" means the task's loss with that loss's own defaults
+    kwargs = fields_of(cfg if cfg.name == name else GROUPS["loss"][name](name=name))
     return LOSSES.get(name)(**kwargs)
 
 

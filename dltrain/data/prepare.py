@@ -13,22 +13,19 @@ from dltrain.schema import DataConfig
 
 
 def split_indices(y: np.ndarray, cfg: DataConfig, stratify: bool) -> tuple[np.ndarray, ...]:
-    """Train/val/test indices, fixed by ``cfg.split_seed`` and stratified for classification."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    strat = y if stratify else None
-    rest, test = train_test_split(
-        idx, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=strat
-    )
-    val_share = cfg.val_fraction / (1.0 - cfg.test_fraction)
-    train, val = train_test_split(
-        rest,
-        test_size=val_share,
-        random_state=cfg.split_seed,
-        stratify=None if strat is None else strat[rest],
-    )
-    return train, val, test
+    """Train/val/test indices, fixed by ``cfg.split_seed`` and stratified for classification
+    (each class is split in the same proportions)."""
+    rng = np.random.default_rng(cfg.split_seed)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(len(y))]
+    train, val, test = [], [], []
+    for idx in groups:
+        idx = rng.permutation(idx)
+        n_test = round(len(idx) * cfg.test_fraction)
+        n_val = round(len(idx) * cfg.val_fraction)
+        test.append(idx[:n_test])
+        val.append(idx[n_test:n_test + n_val])
+        train.append(idx[n_test + n_val:])
+    return tuple(np.sort(np.concatenate(part)) for part in (train, val, test))
 
 
 def split_and_standardize(
