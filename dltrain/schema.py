@@ -208,6 +208,72 @@ class DataConfig:
 
 
 @dataclass
+class TorchvisionDataConfig(DataConfig):
+    """mnist, fashion_mnist, cifar10: the official test set is the test split (test_fraction is
+    not used); val_fraction of the official training set is held out for validation."""
+
+    task: str = "classification"
+    root: Optional[str] = None  # null = $DLTRAIN_DATA, else ~/.cache/dltrain/data
+    download: bool = True
+    augment: bool = False  # random crop with padding + horizontal flip, on whole batches
+    val_fraction: float = 0.1
+
+
+@dataclass
+class SineDataConfig(DataConfig):
+    """Forecast the next ``horizon`` values of noisy sine waves from a window of ``seq_len``."""
+
+    task: str = "regression"
+    num_samples: int = 4000
+    seq_len: int = 50
+    horizon: int = 1
+    noise: float = 0.05
+
+
+@dataclass
+class AddingDataConfig(DataConfig):
+    """The adding problem: the sum of the two marked values of a length-``seq_len`` sequence."""
+
+    task: str = "regression"
+    num_samples: int = 10000
+    seq_len: int = 100
+
+
+@dataclass
+class CSVDataConfig(DataConfig):
+    path: str = MISSING
+    target: str = MISSING  # the column to predict; every other column is a feature
+
+
+@dataclass
+class ImageFolderDataConfig(DataConfig):
+    task: str = "classification"
+    path: str = MISSING  # one sub-folder per class
+    image_size: int = 32
+    grayscale: bool = False
+    # decode everything once into memory when the uint8 tensors fit in this many MiB,
+    # else stream from disk with a DataLoader
+    max_memory_mb: int = 2048
+    num_workers: int = 2
+
+
+@dataclass
+class NpzDataConfig(DataConfig):
+    path: str = MISSING  # arrays x and y; optional x_val, y_val, x_test, y_test
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """Learnable classification data of any shape, for benchmarks and quick checks."""
+
+    task: str = "classification"
+    shape: List[int] = field(default_factory=lambda: [1, 28, 28])
+    num_samples: int = 4096
+    num_classes: int = 10
+    seed: int = 0
+
+
+@dataclass
 class EarlyStoppingConfig:
     patience: Optional[int] = None  # epochs without improvement of trainer.monitor; null = off
     min_delta: float = 0.0
@@ -282,11 +348,30 @@ GROUPS: Dict[str, Dict[str, type]] = {
     "data": {
         "digits": DataConfig,
         "diabetes": DataConfig,
+        "mnist": TorchvisionDataConfig,
+        "fashion_mnist": TorchvisionDataConfig,
+        "cifar10": TorchvisionDataConfig,
+        "sine": SineDataConfig,
+        "adding": AddingDataConfig,
+        "csv": CSVDataConfig,
+        "image_folder": ImageFolderDataConfig,
+        "npz": NpzDataConfig,
+        "synthetic": SyntheticDataConfig,
     },
 }
 
 # The task of the data sets whose task does not depend on the user's files.
-FIXED_TASKS = {"digits": "classification", "diabetes": "regression"}
+FIXED_TASKS = {
+    "digits": "classification",
+    "diabetes": "regression",
+    "mnist": "classification",
+    "fashion_mnist": "classification",
+    "cifar10": "classification",
+    "sine": "regression",
+    "adding": "regression",
+    "image_folder": "classification",
+    "synthetic": "classification",
+}
 
 
 def register_configs() -> None:
@@ -344,6 +429,8 @@ def _typed(key: str, default: Any, values: Mapping[str, Any]) -> Any:
     except OmegaConfBaseException as e:
         full_key = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
         message = str(e).splitlines()[0]
+        if "missing mandatory value" in message:
+            raise UserError(f"{full_key} is required: add {full_key}=... to the command") from None
         if "not in" in message or "Key '" in message:
             allowed = ", ".join(f.name for f in dataclasses.fields(default))
             raise UserError(f"{full_key}: unknown key; allowed here: {allowed}") from None
@@ -490,6 +577,27 @@ def validate(c: TrainConfig) -> None:
     v.check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "must be in (0, 1)")
     v.check(d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction",
             d.val_fraction + d.test_fraction, "must leave some data for training (< 1)")
+    if isinstance(d, TorchvisionDataConfig) and d.augment and d.name != "cifar10":
+        v.errors.append(f"data.augment=true is not allowed: augmentation is for cifar10, not {d.name}")
+    if isinstance(d, (SineDataConfig, AddingDataConfig)):
+        v.at_least("data.seq_len", d.seq_len, 2)
+        v.at_least("data.num_samples", d.num_samples, 10)
+    if isinstance(d, SineDataConfig):
+        v.at_least("data.horizon", d.horizon, 1)
+        v.at_least("data.noise", d.noise, 0)
+    if isinstance(d, (CSVDataConfig, ImageFolderDataConfig, NpzDataConfig)):
+        v.check(bool(d.path), "data.path", d.path, f"data={d.name} needs data.path=FILE")
+    if isinstance(d, CSVDataConfig):
+        v.check(bool(d.target), "data.target", d.target, "data=csv needs data.target=COLUMN")
+    if isinstance(d, ImageFolderDataConfig):
+        v.at_least("data.image_size", d.image_size, 4)
+        v.at_least("data.max_memory_mb", d.max_memory_mb, 0)
+        v.at_least("data.num_workers", d.num_workers, 0)
+    if isinstance(d, SyntheticDataConfig):
+        v.check(1 <= len(d.shape) <= 3 and all(n > 0 for n in d.shape), "data.shape", d.shape,
+                "1 to 3 positive sizes: [F] (table), [T, F] (sequence) or [C, H, W] (image)")
+        v.at_least("data.num_samples", d.num_samples, 10)
+        v.at_least("data.num_classes", d.num_classes, 2)
     fixed = FIXED_TASKS.get(d.name)
     if fixed and d.task not in ("auto", fixed):
         v.errors.append(f"data.task={d.task!r} is not allowed: data={d.name} is a {fixed} set")
