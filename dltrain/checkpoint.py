@@ -31,13 +31,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
+        if not lines:
+            raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint file") from None
         # weights_only refuses anything but tensors and plain containers: a file that needs more
         # was not written by dltrain, and loading it fully could run arbitrary code
-        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
-        first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "") if lines else type(e).__name__
+        found = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
         raise UserError(
             f"refusing to load {path}: it holds objects other than tensors and plain values, "
-            f"so loading it could run code ({first})"
+            f"so loading it could run code ({found})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise UserError(f"cannot read checkpoint {path}: {e}") from None
+    except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
+        raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint file "
+                        f"({type(e).__name__}: {e})") from None

@@ -6,9 +6,13 @@ is something to train, so ``--help`` and config errors answer at once.
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import math
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sys
 from importlib import resources
@@ -57,28 +61,58 @@ def _remove_if_untrained(run_dir: Path) -> None:
 
 def train_task(cfg: DictConfig) -> Optional[float]:
     """Hydra's task function: one training job. Returns the best monitored validation metric,
-    the objective that Hydra sweepers (Optuna) optimize."""
+    the objective that Hydra sweepers (Optuna) optimize.
+
+    In a sweep a failing job is recorded as failed (summary.json) and the sweep goes on; a
+    single run exits non-zero.
+    """
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweeping = HydraConfig.get().mode.name == "MULTIRUN"
     try:
         config = schema.load_config(cfg)
-        from dltrain.train.run import run_training  # torch is imported here, not before
+        from dltrain.train.loop import TrainingInterrupted  # torch is imported here, not before
+        from dltrain.train.run import run_training
 
-        summary = run_training(config, run_dir, console)
-    except UserError as e:
+        try:
+            summary = run_training(config, run_dir, console)
+        except TrainingInterrupted as e:
+            interrupted(run_dir, e.signum)
+    except Exception as e:
+        if not sweeping:
+            if isinstance(e, UserError):
+                report(e)
+                _remove_if_untrained(run_dir)
+                raise SystemExit(e.exit_code) from None
+            raise
+        from dltrain import runs
+
         report(e)
-        _remove_if_untrained(run_dir)
-        raise SystemExit(e.exit_code) from None
+        summary = {"status": "failed", "reason": f"{type(e).__name__}: {e}" if not isinstance(e, UserError) else str(e)}
+        runs.write_json(run_dir / runs.SUMMARY, summary)
     if summary["status"] == "failed":
         report(UserError(f"training failed: {summary.get('reason')}"))
-        if HydraConfig.get().mode.name != "MULTIRUN":  # a sweep goes on with its other jobs
+        if not sweeping:
             raise SystemExit(1)
+        return math.nan  # sweepers (Optuna) record the trial as failed and go on
     return summary.get(f"best_{summary['monitor']}")
 
 
-_NOISE = ("full_key:", "To append to your config", "reference_type=", "object_type=", "Config search path", "provider=",
-          "Set the environment variable HYDRA_FULL_ERROR")
+def interrupted(run_dir: Path, signum: int) -> None:
+    from dltrain.train.interrupt import exit_code
+
+    import signal
+
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    err_console.print(
+        f"stopped by {name}: checkpoints/last.pt is saved. Continue with:\n"
+        f"  dltrain resume {shlex.quote(str(run_dir))}", markup=False)
+    raise SystemExit(exit_code(signum))
+
+
+_NOISE = ("full_key:", "To append to your config", "reference_type=", "object_type=",
+          "Config search path", "provider=", "Set the environment variable HYDRA_FULL_ERROR")
 
 
 def clean_hydra_error(error: Exception) -> str:
@@ -99,59 +133,173 @@ def clean_hydra_error(error: Exception) -> str:
     return "\n".join(lines)
 
 
-def precheck(argv: List[str]) -> None:
-    """Compose and validate a single run's config before Hydra makes a run folder for it.
-
-    Sweeps and Hydra's own flags (anything starting with '-') are left to Hydra: each job
-    validates itself in :func:`train_task`.
-    """
-    if any(arg.startswith("-") for arg in argv):
-        return
-    for arg in argv:
+def compose(overrides: List[str]) -> schema.TrainConfig:
+    """The validated config of a single run, composed as Hydra would, without running it."""
+    for arg in overrides:
         group, _, option = arg.partition("=")
         options = schema.GROUPS.get(group)
         if options is not None and option not in options and "," not in option:
             raise UserError(unknown_name(group, option, options))
-    from hydra import compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    _setup_hydra()
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="dltrain"):
-            cfg = compose("train", overrides=argv)
+            cfg = hydra_compose("train", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise UserError(clean_hydra_error(e)) from None
-    schema.load_config(cfg)
+    return schema.load_config(cfg)
+
+
+def _setup_hydra() -> None:
+    schema.register_configs()
+    OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
 
 
 def run_hydra(argv: List[str]) -> None:
+    """Hydra's own command line: a run, a sweep (-m), or Hydra's flags (--cfg, --info, ...)."""
+    import logging
+
     import hydra
 
-    schema.register_configs()
-    OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
-    try:
-        precheck(argv)
-    except UserError as e:
-        report(e)
-        sys.exit(e.exit_code)
+    _setup_hydra()
+    # Optuna's storage layer (alembic) logs every plugin it loads at INFO: noise in a sweep
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not any(arg.startswith("-") for arg in argv):
+        # a single run is validated before Hydra makes a folder for it; sweeps and Hydra's
+        # flags are left to Hydra, and each job validates itself in train_task
+        try:
+            compose(argv)
+        except UserError as e:
+            report(e)
+            sys.exit(e.exit_code)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
 
 
-def print_help(argv: List[str]) -> int:
+# ---------------------------------------------------------------------------------------------
+# subcommands
+def cmd_check(argv: List[str]) -> int:
+    """Compose and validate a config, build its model and print the summary, without training."""
+    config = compose(argv)
+    from dltrain.train.report import count_parameters, model_table
+    from dltrain.train.run import build_job
+
+    job = build_job(config)
+    info = job.data.info
+    console.print(model_table(job.model, f"{config.model.name} on {info.name} ({info.task}, "
+                                         f"input {tuple(info.input_shape)}, {info.num_outputs} outputs)"))
+    console.print(f"config ok: {count_parameters(job.model):,} parameters, device {job.device}, "
+                  f"train/val/test {len(job.data.train)}/{len(job.data.val)}/{len(job.data.test)}, "
+                  f"loss {type(job.criterion).__name__}, monitor {job.monitor} ({job.mode})",
+                  markup=False)
+    return 0
+
+
+def cmd_replay(argv: List[str]) -> int:
+    """A new run with a saved run's config (plus overrides), in a new folder."""
+    parser = _parser("replay", "a new run with the saved config of RUN, plus overrides")
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    from dltrain.rerun import SAVED_CONFIG, apply_overrides, run_folder, saved_config
+
+    root = run_folder(args.run)
+    apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists
+    now = datetime.datetime.now()
+    run_dir = Path("outputs") / now.strftime("%Y-%m-%d") / f"{now:%H-%M-%S}-{run_uid()}"
+    console.print(f"replaying {root}", markup=False)
+    run_hydra(["--config-path", str((root / SAVED_CONFIG).parent.resolve()), "--config-name", "config",
+               f"hydra.run.dir={run_dir}", "hydra/job_logging=none", *args.overrides])
+    return 0
+
+
+def cmd_resume(argv: List[str]) -> int:
+    """Continue a run in its own folder from checkpoints/last.pt."""
+    parser = _parser("resume", "continue RUN in its folder from checkpoints/last.pt")
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="e.g. trainer.epochs=50 to extend a finished run")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="accept overrides that change the maths of the run (recorded in run.yaml)")
+    args = parser.parse_args(argv)
+    from dltrain.rerun import prepare_resume, save_config
+
+    root, config, changes = prepare_resume(args.run, args.overrides, args.allow_changes)
+    from dltrain.train.loop import TrainingInterrupted
+    from dltrain.train.run import run_training
+
+    save_config(root, config)
+    try:
+        summary = run_training(config, root, console, resume=True, changes=changes)
+    except TrainingInterrupted as e:
+        interrupted(root, e.signum)
+    return 1 if summary["status"] == "failed" else 0
+
+
+def cmd_eval(argv: List[str]) -> int:
+    parser = _parser("eval", "evaluate a run's best checkpoint (or a given checkpoint) in detail")
+    parser.add_argument("target", metavar="RUN_OR_CHECKPOINT")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    args = parser.parse_args(argv)
+    from dltrain.evaluate import run_eval
+
+    run_eval(args.target, args.split, args.device, console)
+    return 0
+
+
+def cmd_summary(argv: List[str]) -> int:
+    parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv and sweep.png")
+    parser.add_argument("sweep", metavar="SWEEP_DIR")
+    args = parser.parse_args(argv)
+    from dltrain.sweeps import summarize_sweep
+
+    summarize_sweep(Path(args.sweep), console)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other mistake
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    return _Parser(prog=f"dltrain {name}", description=description)
+
+
+SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
+    "check": cmd_check,
+    "replay": cmd_replay,
+    "resume": cmd_resume,
+    "eval": cmd_eval,
+    "summary": cmd_summary,
+}
+
+
+def print_help() -> int:
     lines = [
         "[bold]dltrain[/] - train PyTorch models from Hydra configs.",
         "",
         "[bold]usage[/]",
         "  dltrain [GROUP=OPTION ...] [KEY=VALUE ...]     train one model",
         "  dltrain -m GROUP=A,B KEY=X,Y ...               sweep: one job per combination",
+        "  dltrain check [OVERRIDES]                      validate, build and summarize the model",
+        "  dltrain replay RUN [OVERRIDES]                 a new run with RUN's saved config",
+        "  dltrain resume RUN [OVERRIDES]                 continue RUN from its last checkpoint",
+        "  dltrain eval RUN_OR_CHECKPOINT [--split val]   detailed metrics of the best checkpoint",
+        "  dltrain summary SWEEP_DIR                      the table of a sweep's jobs",
         "",
         "[bold]config groups[/] (default first)",
     ]
     defaults = {"model": "mlp", "activation": "relu", "loss": "auto", "optim": "adam",
-                "sched": "none", "data": "digits", "regularization": "none"}
+                "sched": "none", "data": "digits", "regularization": "none", "logger": "csv"}
     groups = dict(schema.GROUPS)
-    groups["regularization"] = {p.stem: None for p in sorted((config_dir() / "regularization").glob("*.yaml"))}
+    for folder in ("regularization", "hpo"):
+        groups[folder] = {p.stem: None for p in sorted((config_dir() / folder).glob("*.yaml"))}
     for group, options in groups.items():
         names = sorted(options, key=lambda n: (n != defaults.get(group), n))
         lines.append(f"  {group:<15} {', '.join(names)}")
@@ -162,6 +310,7 @@ def print_help(argv: List[str]) -> int:
         "  dltrain model=lstm trainer.epochs=10 optim.lr=0.003",
         "  dltrain data=diabetes loss=huber regularization.weight_decay=1e-4",
         "  dltrain -m optim=sgd,adam,rmsprop",
+        "  dltrain -m hpo=digits_mlp",
         "",
         "Every value: `dltrain --cfg job` prints the composed config. Hydra's own flags: --hydra-help.",
         "Runs are written to outputs/DATE/TIME-ID/ (metrics.csv, checkpoints/, summary.json).",
@@ -170,13 +319,10 @@ def print_help(argv: List[str]) -> int:
     return 0
 
 
-SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {}
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
-        sys.exit(print_help(argv[1:]))
+        sys.exit(print_help())
     if argv and argv[0] in SUBCOMMANDS:
         try:
             sys.exit(SUBCOMMANDS[argv[0]](argv[1:]))

@@ -7,7 +7,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 from dltrain.atomic import atomic_write_text
 
@@ -41,30 +41,55 @@ def write_json(path: Path, data: Dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps({k: clean(v) for k, v in data.items()}, indent=2) + "\n")
 
 
-class RunFolder:
-    """Callback that keeps the run folder in step with training, epoch by epoch.
+RECORD = "run.yaml"
 
-    ``checkpoint`` builds the checkpoint dict of the job's current state.
+
+def git_state(cwd: Path) -> Dict[str, Any] | None:
+    """Commit and dirty flag of the git checkout at ``cwd``, or None outside one."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_record(root: Path, *, seed: int, device: str, versions: Dict[str, str],
+                 command: List[str], event: Dict[str, Any] | None = None) -> None:
+    """run.yaml: how this run came to be (seed, command, versions, device, git state).
+
+    A resumed run keeps its original record and appends one entry per resume to ``resumes``.
     """
+    import datetime
+    import os
+    import shlex
 
-    def __init__(self, root: Path, checkpoint: Callable[[], Dict[str, Any]]) -> None:
-        self.root = Path(root)
-        self.checkpoint = checkpoint
-        self.ckpt_dir = self.root / CHECKPOINTS
+    import yaml
 
-    def on_epoch_start(self, job, n_batches: int) -> None:
-        pass
+    path = Path(root) / RECORD
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    if event is not None and path.exists():
+        record = yaml.safe_load(path.read_text()) or {}
+        record.setdefault("resumes", []).append({"at": now, "command": shlex.join(command), **event})
+    else:
+        record = {
+            "command": shlex.join(command),
+            "cwd": os.getcwd(),
+            "started": now,
+            "seed": seed,
+            "device": device,
+            "versions": versions,
+            "git": git_state(Path.cwd()),
+        }
+    atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
 
-    def on_step(self, job, batch: int, running_loss) -> None:
-        pass
 
-    def on_epoch_end(self, job, row: Dict[str, float], improved: bool) -> None:
-        from dltrain.checkpoint import save_checkpoint
+def read_record(root: Path) -> Dict[str, Any]:
+    import yaml
 
-        ckpt = self.checkpoint()
-        if improved:
-            save_checkpoint(self.ckpt_dir / BEST, ckpt)
-        # metrics.csv is written before last.pt: a crash in between leaves a csv one row ahead
-        # of the checkpoint, which resume trims; never a checkpoint ahead of its metrics
-        write_metrics(self.root / METRICS, job.state.history)
-        save_checkpoint(self.ckpt_dir / LAST, ckpt)
+    path = Path(root) / RECORD
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}

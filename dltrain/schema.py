@@ -296,6 +296,12 @@ class TrainerConfig:
 
 
 @dataclass
+class LoggerConfig:
+    # metrics.csv is always written; "tensorboard" adds event files in the run folder
+    name: str = "csv"
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     activation: ActivationConfig = MISSING
@@ -305,6 +311,7 @@ class TrainConfig:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 # Each option of each group, by the name its YAML file and its registry entry carry.
@@ -358,6 +365,10 @@ GROUPS: Dict[str, Dict[str, type]] = {
         "npz": NpzDataConfig,
         "synthetic": SyntheticDataConfig,
     },
+    "logger": {
+        "csv": LoggerConfig,
+        "tensorboard": LoggerConfig,
+    },
 }
 
 # The task of the data sets whose task does not depend on the user's files.
@@ -385,6 +396,10 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=cls(name=name))
 
 
+# groups a saved config may leave out (older run folders, hand-written YAML), and their default
+_OPTIONAL_GROUPS = {"loss": "auto", "sched": "none", "logger": "csv"}
+
+
 # ---------------------------------------------------------------------------------------------
 # mapping → dataclasses
 def load_config(raw: Mapping[str, Any]) -> TrainConfig:
@@ -406,8 +421,8 @@ def load_config(raw: Mapping[str, Any]) -> TrainConfig:
     nodes: Dict[str, Any] = {}
     for group, options in GROUPS.items():
         node = raw.get(group)
-        if node is None and group in ("loss", "sched"):
-            node = {"name": "none" if group == "sched" else "auto"}
+        if node is None and group in _OPTIONAL_GROUPS:
+            node = {"name": _OPTIONAL_GROUPS[group]}
         if not isinstance(node, Mapping) or "name" not in node:
             raise UserError(f"config group '{group}' is missing; choose one of: {', '.join(options)}")
         name = node["name"]
@@ -432,7 +447,11 @@ def _typed(key: str, default: Any, values: Mapping[str, Any]) -> Any:
         if "missing mandatory value" in message:
             raise UserError(f"{full_key} is required: add {full_key}=... to the command") from None
         if "not in" in message or "Key '" in message:
-            allowed = ", ".join(f.name for f in dataclasses.fields(default))
+            # the node that lacks the key may be nested (trainer.early_stopping)
+            node_type = getattr(e, "object_type", None)
+            if not (isinstance(node_type, type) and dataclasses.is_dataclass(node_type)):
+                node_type = type(default)
+            allowed = ", ".join(f.name for f in dataclasses.fields(node_type))
             raise UserError(f"{full_key}: unknown key; allowed here: {allowed}") from None
         raise UserError(f"{full_key}: {message}") from None
 

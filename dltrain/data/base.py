@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
+from torch.utils.data import Dataset
 
 # image: (C, H, W); sequence: (T, F); table: (F,)
 KINDS = ("image", "sequence", "table")
@@ -35,7 +37,9 @@ class Split:
     """One split held in memory: inputs and targets as tensors of equal length.
 
     ``transform`` runs on each batch (after it is on the device), e.g. uint8 → normalized float,
-    so a data set can stay compact in memory and still be fed to the model as floats.
+    so a data set can stay compact in memory and still be fed to the model as floats. Each split
+    has its own: the training split's may also augment (only training reads the training split;
+    validation and test batches come from splits whose transform does not augment).
     """
 
     x: torch.Tensor
@@ -50,11 +54,36 @@ class Split:
 
 
 @dataclass
+class StreamSplit:
+    """One split read from disk batch by batch, for data too large to hold in memory.
+
+    ``dataset`` is a map-style dataset of ``(x, y)`` samples (x a tensor, y a class index);
+    :func:`dltrain.data.batching.iterate` reads it through a DataLoader with ``num_workers``
+    worker processes and copies each batch to ``device`` as it comes, then runs ``transform``
+    there. ``to(device)`` moves nothing: it records where the batches go.
+    """
+
+    dataset: Dataset
+    transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = field(default=None, repr=False)
+    num_workers: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def to(self, device: torch.device) -> "StreamSplit":
+        return dataclasses.replace(self, device=torch.device(device))
+
+
+AnySplit = Union[Split, StreamSplit]
+
+
+@dataclass
 class DataSplits:
-    train: Split
-    val: Split
-    test: Split
+    train: AnySplit
+    val: AnySplit
+    test: AnySplit
     info: DataInfo
 
-    def splits(self) -> Sequence[Tuple[str, Split]]:
+    def splits(self) -> Sequence[Tuple[str, AnySplit]]:
         return (("train", self.train), ("val", self.val), ("test", self.test))

@@ -1,16 +1,22 @@
-"""Batches of an in-memory split, by shuffling indices and slicing tensors.
+"""Batches of a split: in memory by shuffling indices and slicing tensors, from disk through a
+DataLoader.
 
-No DataLoader and no per-sample Python: a batch is one index_select on tensors that already sit
-on the training device.
+In memory there is no DataLoader and no per-sample Python: a batch is one index_select on tensors
+that already sit on the training device. A :class:`StreamSplit` is read by worker processes in
+the same shuffled order and each batch is copied to the device as it arrives.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 
-from dltrain.data.base import Split
+from dltrain.data.base import AnySplit, StreamSplit
+from dltrain.errors import UserError
+
+Batch = Tuple[torch.Tensor, torch.Tensor]
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -18,27 +24,31 @@ def num_batches(n: int, batch_size: int) -> int:
 
 
 def iterate(
-    split: Split,
+    split: AnySplit,
     batch_size: int,
     *,
     shuffle: bool,
     generator: Optional[torch.Generator] = None,
     drop_singleton: bool = False,
-) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x, y)`` batches of ``split``.
+    skip: int = 0,
+) -> Iterator[Batch]:
+    """Yield ``(x, y)`` batches of ``split``, on the split's device, transformed.
 
     ``drop_singleton`` drops a last batch of one sample: batch norm cannot train on it.
+    ``skip`` leaves out the first batches (an epoch resumed where it was interrupted).
     """
     n = len(split)
-    if shuffle:
-        # the permutation is drawn on the CPU generator so the order depends on the seed only,
-        # not on the device; moving n indices once per epoch is negligible
-        order = torch.randperm(n, generator=generator).to(split.x.device, non_blocking=True)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        if drop_singleton and stop - start == 1 and n > 1:
-            break
-        if shuffle:
+    # the permutation is drawn on the CPU generator so the order depends on the seed only,
+    # not on the device or on whether the split is streamed
+    order = torch.randperm(n, generator=generator) if shuffle else None
+    bounds = _bounds(n, batch_size, drop_singleton)[skip:]
+    if isinstance(split, StreamSplit):
+        yield from _stream(split, bounds, order)
+        return
+    if order is not None:
+        order = order.to(split.x.device, non_blocking=True)  # n indices once per epoch
+    for start, stop in bounds:
+        if order is not None:
             idx = order[start:stop]
             x, y = split.x.index_select(0, idx), split.y.index_select(0, idx)
         else:
@@ -46,3 +56,41 @@ def iterate(
         if split.transform is not None:
             x = split.transform(x)
         yield x, y
+
+
+def _bounds(n: int, batch_size: int, drop_singleton: bool) -> List[Tuple[int, int]]:
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if drop_singleton and n > 1 and bounds and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds.pop()
+    return bounds
+
+
+def _stream(split: StreamSplit, bounds: List[Tuple[int, int]],
+            order: Optional[torch.Tensor]) -> Iterator[Batch]:
+    from torch.utils.data import DataLoader
+
+    indices = order.tolist() if order is not None else range(len(split))
+    batches = [list(indices[start:stop]) for start, stop in bounds]
+    loader = DataLoader(split.dataset, batch_sampler=batches, num_workers=split.num_workers,
+                        pin_memory=split.device.type == "cuda")
+    with worker_errors():
+        for x, y in loader:
+            x = x.to(split.device, non_blocking=True)
+            y = y.to(split.device, non_blocking=True)
+            if split.transform is not None:
+                x = split.transform(x)
+            yield x, y
+
+
+@contextmanager
+def worker_errors() -> Iterator[None]:
+    """Around reading a DataLoader: a UserError raised in a worker process (a file that cannot
+    be read) reaches this process re-raised with the worker's traceback as its message; keep
+    only the original one-line message, which is the traceback's last line."""
+    try:
+        yield
+    except UserError as e:
+        lines = str(e).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught UserError"):
+            raise UserError(lines[-1].partition("UserError: ")[2] or lines[-1]) from None
+        raise

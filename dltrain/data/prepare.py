@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,34 +35,52 @@ def split_and_standardize(
     cfg: DataConfig,
     *,
     per: Literal["channel", "feature", "position"],
+    columns: Optional[np.ndarray] = None,
 ) -> DataSplits:
-    """Split ``x, y`` and standardize with statistics of the training split only.
+    """Split ``x, y`` with :func:`split_indices` and :func:`standardize` the parts."""
+    parts = split_indices(y, cfg, stratify=info.task == "classification")
+    return standardize([(x[ix], y[ix]) for ix in parts], info, per=per, columns=columns)
+
+
+def standardize(
+    parts: Sequence[Tuple[np.ndarray, np.ndarray]],
+    info: DataInfo,
+    *,
+    per: Literal["channel", "feature", "position"],
+    columns: Optional[np.ndarray] = None,
+) -> DataSplits:
+    """Standardize the ``(x, y)`` of train, val and test with statistics of train only.
 
     ``per="channel"`` normalizes image channels (one mean per channel), ``per="feature"`` each
-    column of a table or each feature of a sequence. Regression targets are standardized too,
-    and ``info`` records how to undo it.
+    column of a table or each feature of a sequence. ``columns`` (with ``per="feature"``) is a
+    mask of the features to standardize; the others (one-hot columns) are kept as they are.
+    Regression targets are standardized too, and ``info`` records how to undo it.
     """
-    classification = info.task == "classification"
-    train, val, test = split_indices(y, cfg, stratify=classification)
+    (x_train, y_train) = parts[0]
     axes = {
-        "channel": tuple(i for i in range(x.ndim) if i != 1),  # (N, C, ...) → one per channel
-        "feature": tuple(range(x.ndim - 1)),  # (N, ..., F) → one per last-axis feature
+        "channel": tuple(i for i in range(x_train.ndim) if i != 1),  # (N, C, ...) → one per channel
+        "feature": tuple(range(x_train.ndim - 1)),  # (N, ..., F) → one per last-axis feature
         "position": (0,),  # one per input position (pixel, cell)
     }[per]
-    mean = x[train].mean(axis=axes, keepdims=True)
-    std = x[train].std(axis=axes, keepdims=True)
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True)
     std[std == 0] = 1.0
-    x = (x - mean) / std
-    if not classification:
-        y_mean, y_std = y[train].mean(axis=0), y[train].std(axis=0)
+    if columns is not None:
+        mean[..., ~columns] = 0.0
+        std[..., ~columns] = 1.0
+    y_mean = y_std = None
+    if info.task == "regression":
+        y_mean, y_std = y_train.mean(axis=0), y_train.std(axis=0)
         y_std[y_std == 0] = 1.0
-        y = (y - y_mean) / y_std
         info = dataclasses.replace(
             info, target_mean=tuple(map(float, y_mean)), target_std=tuple(map(float, y_std))
         )
 
-    def part(ix: np.ndarray) -> Split:
-        return Split(torch.from_numpy(np.ascontiguousarray(x[ix], dtype=np.float32)),
-                     torch.from_numpy(np.ascontiguousarray(y[ix])))
+    def part(x: np.ndarray, y: np.ndarray) -> Split:
+        x = (x - mean) / std
+        if y_mean is not None:
+            y = (y - y_mean) / y_std
+        return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                     torch.from_numpy(np.ascontiguousarray(y)))
 
-    return DataSplits(part(train), part(val), part(test), info)
+    return DataSplits(*(part(x, y) for x, y in parts), info)

@@ -34,6 +34,13 @@ class TrainState:
     bad_epochs: int = 0  # epochs since the last improvement (early stopping)
     history: List[Dict[str, float]] = field(default_factory=list)  # one row per epoch
     stop_reason: Optional[str] = None  # None while running; why training ended early otherwise
+    # an epoch cut short by a signal: batches done, the shuffle generator's state when the
+    # epoch began (to draw the same order again), its running sums and time so far
+    batch: int = 0
+    epoch_rng: Optional[torch.Tensor] = None
+    partial_sums: Optional[Dict[str, torch.Tensor]] = None
+    partial_time: float = 0.0
+    epoch_lr: Optional[float] = None  # the learning rate the cut-short epoch started with
 
     def update_best(self, value: float, mode: str, min_delta: float) -> bool:
         better = (
@@ -66,16 +73,36 @@ class Job:
     state: TrainState = field(default_factory=TrainState)
 
 
-class Callback(Protocol):
-    def on_epoch_start(self, job: Job, n_batches: int) -> None: ...
+class Callback:
+    """Side effects hang off these hooks; every one is optional and none changes the maths."""
 
-    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None: ...
+    def on_epoch_start(self, job: Job, n_batches: int) -> None:
+        pass
 
-    def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None: ...
+    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
+        """``running_loss()`` reads the device (a host sync): call it at log points only."""
+
+    def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class TrainingDiverged(Exception):
     """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """A stop was requested (Ctrl-C, SIGTERM); the state is consistent after the last step."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopFlag(Protocol):
+    requested: int  # 0, or the number of the signal that asked training to stop
 
 
 def train_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,8 +131,12 @@ def evaluate(job: Job, split: Split, prefix: str) -> Dict[str, float]:
     return sums.compute(prefix)
 
 
-def fit(job: Job, callbacks: Sequence[Callback] = ()) -> TrainState:
-    """Train from ``job.state.epoch`` to ``trainer.epochs`` (or an early stop)."""
+def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] = None) -> TrainState:
+    """Train from ``job.state`` to ``trainer.epochs`` (or an early stop).
+
+    When ``stop.requested`` becomes non-zero, the current step finishes and
+    :class:`TrainingInterrupted` is raised with ``job.state`` describing the partial epoch.
+    """
     trainer = job.config.trainer
     state = job.state
     train = job.data.train
@@ -117,18 +148,30 @@ def fit(job: Job, callbacks: Sequence[Callback] = ()) -> TrainState:
             cb.on_epoch_start(job, n_batches)
         job.model.train()
         sums = MetricSums(job.data.info, job.device)
-        lr = job.optimizer.param_groups[0]["lr"]
-        start = time.perf_counter()
+        if state.batch:  # resuming inside an epoch: replay its order, skip the batches done
+            job.generator.set_state(state.epoch_rng)
+            sums.load_state_dict(state.partial_sums)
+        else:
+            state.epoch_rng, state.partial_time = job.generator.get_state(), 0.0
+            state.epoch_lr = job.optimizer.param_groups[0]["lr"]
+        lr = state.epoch_lr
+        start = time.perf_counter() - state.partial_time
         batches = iterate(train, trainer.batch_size, shuffle=True, generator=job.generator,
-                          drop_singleton=has_batch_norm)
-        for i, (x, y) in enumerate(batches, 1):
+                          drop_singleton=has_batch_norm, skip=state.batch)
+        for i, (x, y) in enumerate(batches, state.batch + 1):
             loss, out = train_step(job, x, y)
             sums.add(loss, out, y)
             state.step += 1
+            state.batch = i
             for cb in callbacks:
                 cb.on_step(job, i, sums.running_loss)
+            if stop is not None and stop.requested:
+                state.partial_sums = sums.state_dict()
+                state.partial_time = time.perf_counter() - start
+                raise TrainingInterrupted(stop.requested)
         row = sums.compute("train")  # the epoch's one host sync of the training pass
         elapsed = time.perf_counter() - start
+        state.batch, state.epoch_rng, state.partial_sums, state.epoch_lr = 0, None, None, None
         if not math.isfinite(row["train_loss"]):
             raise TrainingDiverged(f"the training loss became {row['train_loss']} in epoch {state.epoch + 1}")
 

@@ -40,6 +40,16 @@ class MetricSums:
             self.y_sum += y.sum(0)
             self.y_sq += y.square().sum(0)
 
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The sums (for a checkpoint taken inside an epoch)."""
+        return {k: v.detach().clone() if torch.is_tensor(v) else torch.tensor(v)
+                for k, v in vars(self).items() if k not in ("classification", "std")}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        for key, value in state.items():
+            current = getattr(self, key)
+            setattr(self, key, int(value) if key == "n" else value.to(current.device))
+
     def running_loss(self) -> float:
         return self.loss.item() / max(self.n, 1)  # host sync: call at log points only
 

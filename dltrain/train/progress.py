@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeRemainingColumn)
 
-from dltrain.train.loop import Job
+from dltrain.train.loop import Callback, Job
 
 
 def format_row(row: Dict[str, float]) -> str:
@@ -29,17 +29,11 @@ def format_row(row: Dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-class PlainProgress:
+class PlainProgress(Callback):
     """One line per epoch; never reads the device inside an epoch."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-
-    def on_epoch_start(self, job: Job, n_batches: int) -> None:
-        pass
-
-    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
-        pass
 
     def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
         epochs = job.config.trainer.epochs

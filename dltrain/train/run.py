@@ -1,38 +1,47 @@
 """One training run, from a validated config to a filled run folder.
 
-build everything → fit → test with the best checkpoint → summary.json and the results table.
+build everything → (restore a checkpoint) → fit → test with the best checkpoint →
+summary.json, curves.png and the results table.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import torch
 from rich.console import Console
 
 from dltrain import runs
 from dltrain.checkpoint import load_checkpoint, versions
-from dltrain.data import load_data
-from dltrain.device import resolve_device, rng_state, seed_everything, wants_determinism
+from dltrain.data import DataSplits, load_data
+from dltrain.data.batching import num_batches
+from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
+                            wants_determinism)
+from dltrain.errors import UserError
 from dltrain.losses import build_loss
 from dltrain.models import build_model
 from dltrain.optim import build_optimizer, build_schedule, split_decay
+from dltrain.plots import plot_curves
 from dltrain.schema import TrainConfig, resolve_monitor, to_dict
-from dltrain.data.batching import num_batches
-from dltrain.train.loop import Job, TrainingDiverged, evaluate, fit
+from dltrain.train.callbacks import CheckpointWriter, TensorBoardLogger
+from dltrain.train.interrupt import StopOnSignal
+from dltrain.train.loop import Callback, Job, TrainingDiverged, TrainingInterrupted, evaluate, fit
 from dltrain.train.progress import make_progress
 from dltrain.train.report import count_parameters, model_table, results_table
 
+CURVES = "curves.png"
 
-def build_job(config: TrainConfig) -> Job:
+
+def build_job(config: TrainConfig, data: Optional[DataSplits] = None) -> Job:
     """Data, model, loss, optimizer and schedule for ``config``, seeded and on its device."""
     trainer = config.trainer
     device = resolve_device(trainer.device)
     seed_everything(trainer.seed, wants_determinism(trainer.deterministic, device))
-    data = load_data(config.data)
+    data = data or load_data(config.data)
     info = data.info
     monitor, mode = resolve_monitor(trainer, info.task)
     criterion = build_loss(config.loss, info.task)
@@ -45,31 +54,27 @@ def build_job(config: TrainConfig) -> Job:
         base_lr=config.optim.lr, mode=mode,
     )
     generator = torch.Generator().manual_seed(trainer.seed)
+    data = dataclasses.replace(data, train=data.train.to(device), val=data.val.to(device),
+                               test=data.test.to(device))
     return Job(
         config=config, model=model, criterion=criterion.to(device), optimizer=optimizer,
-        schedule=schedule, data=_to_device(data, device), device=device, generator=generator,
+        schedule=schedule, data=data, device=device, generator=generator,
         monitor=monitor, mode=mode, l1_params=split_decay(model)[0],
     )
 
 
-def _to_device(data, device: torch.device):
-    return dataclasses.replace(data, train=data.train.to(device), val=data.val.to(device),
-                               test=data.test.to(device))
+# TrainState fields saved in and restored from a checkpoint, beside the state dicts
+STATE_KEYS = ("epoch", "step", "best", "best_epoch", "bad_epochs", "history", "stop_reason",
+              "batch", "epoch_rng", "partial_sums", "partial_time", "epoch_lr")
 
 
 def make_checkpoint(job: Job) -> Dict[str, Any]:
-    s = job.state
+    """The checkpoint: plain state dicts and values only, so it loads with weights_only=True."""
     return {
         "model": job.model.state_dict(),
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.schedule.state_dict(),
-        "epoch": s.epoch,
-        "step": s.step,
-        "best": s.best,
-        "best_epoch": s.best_epoch,
-        "bad_epochs": s.bad_epochs,
-        "history": list(s.history),
-        "stop_reason": s.stop_reason,
+        **{key: getattr(job.state, key) for key in STATE_KEYS},
         "monitor": job.monitor,
         "mode": job.mode,
         "rng": rng_state(job.generator),
@@ -79,38 +84,76 @@ def make_checkpoint(job: Job) -> Dict[str, Any]:
     }
 
 
-def run_training(config: TrainConfig, run_dir: Path, console: Console) -> Dict[str, Any]:
-    """Train ``config`` into ``run_dir``; returns the summary (also written to summary.json)."""
+def restore(job: Job, ckpt: Dict[str, Any]) -> None:
+    """Put ``job`` exactly where the checkpoint left it: weights, optimizer, schedule, progress
+    counters and every random generator."""
+    job.model.load_state_dict(ckpt["model"])
+    job.optimizer.load_state_dict(ckpt["optimizer"])
+    job.schedule.load_state_dict(ckpt["scheduler"])
+    for key in STATE_KEYS:
+        setattr(job.state, key, ckpt.get(key, getattr(job.state, key)))
+    job.state.history = list(job.state.history)
+    set_rng_state(ckpt["rng"], job.generator)
+
+
+def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
+                 resume: bool = False, changes: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (from its last.pt when ``resume``); returns the summary,
+    also written to summary.json. Raises :class:`TrainingInterrupted` after saving last.pt when
+    a signal stops training."""
     run_dir = Path(run_dir)
     job = build_job(config)
     info = job.data.info
+    if resume:
+        restore(job, load_checkpoint(run_dir / runs.CHECKPOINTS / runs.LAST, job.device))
+        if job.state.epoch >= config.trainer.epochs:
+            raise UserError(
+                f"{run_dir} already finished {job.state.epoch} epochs; "
+                f"to train on, extend it: dltrain resume {run_dir} trainer.epochs=N"
+            )
+        job.state.stop_reason = None  # asked for more epochs: an early stop no longer applies
+        runs.write_metrics(run_dir / runs.METRICS, job.state.history)  # drop rows past last.pt
+    runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
+                      versions=versions(), command=["dltrain", *sys.argv[1:]],
+                      event={"from_epoch": job.state.epoch, "changes": changes or []} if resume else None)
+
     n_params = count_parameters(job.model)
     console.print(model_table(job.model, f"{config.model.name} on {info.name} "
                                          f"({info.task}, input {tuple(info.input_shape)}, "
                                          f"{info.num_outputs} outputs)"))
     console.print(f"run folder: {run_dir}", markup=False, highlight=False)
     console.print(f"device: {job.device}  train/val/test: {len(job.data.train)}/"
-                  f"{len(job.data.val)}/{len(job.data.test)}", markup=False, highlight=False)
+                  f"{len(job.data.val)}/{len(job.data.test)}"
+                  + (f"  resuming after epoch {job.state.epoch}" if resume else ""),
+                  markup=False, highlight=False)
 
+    writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job))
+    callbacks: List[Callback] = [writer]
+    if config.logger.name == "tensorboard":
+        callbacks.append(TensorBoardLogger(run_dir))
     progress = make_progress(config.trainer.progress, console)
-    callbacks = [runs.RunFolder(run_dir, lambda: make_checkpoint(job))]
     if progress is not None:
         callbacks.append(progress)
     start = time.perf_counter()
     status = "completed"
     try:
-        fit(job, callbacks)
+        with StopOnSignal() as stop:
+            fit(job, callbacks, stop)
     except TrainingDiverged as e:
         status, job.state.stop_reason = "failed", str(e)
+    except TrainingInterrupted:
+        writer.save_last(job, make_checkpoint(job))
+        raise
     finally:
-        if hasattr(progress, "close"):
-            progress.close()
+        for cb in callbacks:
+            cb.close()
     train_time = time.perf_counter() - start
     if job.state.stop_reason and status == "completed":
         status = "early_stopped"
 
     summary = summarize(job, run_dir, status, train_time, n_params)
     runs.write_json(run_dir / runs.SUMMARY, summary)
+    plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
     console.print(results_table(summary))
     return summary
 

@@ -1,0 +1,119 @@
+"""``dltrain eval``: a saved model on its test (or validation) split, in detail.
+
+Classification: accuracy, per-class precision / recall / F1 and the confusion matrix.
+Regression: MSE, MAE and R² (MSE and MAE in the target's own units).
+The metric names match summary.json (``test_acc``, ``test_loss``, ... or ``val_...``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from dltrain import runs, schema
+from dltrain.checkpoint import load_checkpoint
+from dltrain.data.batching import iterate
+from dltrain.errors import UserError
+from dltrain.train.loop import Job, evaluate
+
+EVAL = "eval.json"
+
+
+def locate(target: str) -> Tuple[Path, Path]:
+    """(checkpoint, run folder) of a run folder (its best.pt) or of a checkpoint file."""
+    path = Path(target)
+    if path.is_dir():
+        ckpt = path / runs.CHECKPOINTS / runs.BEST
+        if not ckpt.is_file():
+            raise UserError(f"{path} has no {runs.CHECKPOINTS}/{runs.BEST}: is it a finished run folder?")
+        return ckpt, path
+    if path.is_file():
+        root = path.parent.parent if path.parent.name == runs.CHECKPOINTS else path.parent
+        return path, root
+    raise UserError(f"no run folder or checkpoint at {path}")
+
+
+@torch.inference_mode()
+def predictions(job: Job, split) -> Tuple[torch.Tensor, torch.Tensor]:
+    job.model.eval()
+    outs, ys = [], []
+    for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False):
+        outs.append(job.model(x).float())
+        ys.append(y)
+    return torch.cat(outs).cpu(), torch.cat(ys).cpu()
+
+
+def classification_report(out: torch.Tensor, y: torch.Tensor, names) -> Dict[str, Any]:
+    k = out.shape[1]
+    pred = out.argmax(1)
+    confusion = torch.zeros(k, k, dtype=torch.long)
+    confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    tp = confusion.diag().double()
+    precision = tp / confusion.sum(0).clamp_min(1)
+    recall = tp / confusion.sum(1).clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    names = list(names) or [str(i) for i in range(k)]
+    per_class = {
+        names[i]: {"precision": precision[i].item(), "recall": recall[i].item(),
+                   "f1": f1[i].item(), "support": int(confusion[i].sum())}
+        for i in range(k)
+    }
+    return {"per_class": per_class, "macro_f1": f1.mean().item(),
+            "confusion_matrix": confusion.tolist(), "class_names": names}
+
+
+def run_eval(target: str, split: str, device: str, console: Console) -> Dict[str, Any]:
+    from dltrain.train.run import build_job  # the same construction as training
+
+    ckpt_path, root = locate(target)
+    ckpt = load_checkpoint(ckpt_path)
+    if "config" not in ckpt or "model" not in ckpt:
+        raise UserError(f"{ckpt_path} is not a dltrain checkpoint (no config or model in it)")
+    config = schema.load_config(ckpt["config"])
+    config.trainer.device = device
+    job = build_job(config)
+    job.model.load_state_dict(ckpt["model"])
+    data = job.data.test if split == "test" else job.data.val
+    result: Dict[str, Any] = evaluate(job, data, split)
+    out, y = predictions(job, data)
+    info = job.data.info
+    if info.task == "classification":
+        result.update(classification_report(out, y, info.class_names))
+    else:
+        std = torch.tensor(info.target_std or (1.0,) * info.num_outputs)
+        result[f"{split}_mse"] = ((out - y) * std).square().mean().item()
+    result.update({"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch"), "samples": len(y)})
+    runs.write_json(root / EVAL, result)
+    print_report(result, split, console)
+    console.print(f"wrote {root / EVAL}", markup=False)
+    return result
+
+
+def print_report(result: Dict[str, Any], split: str, console: Console) -> None:
+    table = Table(title=f"{split} split ({result['samples']} samples, epoch {result['epoch']})",
+                  title_justify="left", show_header=False)
+    for key, value in result.items():
+        if key.startswith(f"{split}_") or key == "macro_f1":
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    if "per_class" not in result:
+        return
+    per = Table(title="per class", title_justify="left")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        per.add_column(col, justify="right")
+    for name, m in result["per_class"].items():
+        per.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.print(per)
+    names = result["class_names"]
+    cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    cm.add_column("")
+    for name in names:
+        cm.add_column(name, justify="right")
+    for name, row in zip(names, result["confusion_matrix"]):
+        cm.add_row(name, *[f"[bold]{v}[/]" if i == names.index(name) else (str(v) if v else "·")
+                           for i, v in enumerate(row)])
+    console.print(cm)

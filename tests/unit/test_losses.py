@@ -1,0 +1,82 @@
+"""Losses by task: auto picks the natural one, settings reach torch, a misfit is the user's error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dltrain.errors import UserError
+from dltrain.losses import build_loss
+from dltrain.schema import LOSSES_FOR_TASK, CrossEntropyConfig, HuberConfig, LossConfig
+
+
+@pytest.mark.parametrize("task, cls", [("classification", nn.CrossEntropyLoss),
+                                       ("regression", nn.MSELoss)])
+def test_auto_picks_the_task_loss(task, cls):
+    assert type(build_loss(LossConfig(name="auto"), task)) is cls
+
+
+def test_auto_builds_the_task_loss_with_that_loss_defaults():
+    """loss=auto means "the task's loss as its own config would build it"."""
+    auto = build_loss(LossConfig(name="auto"), "classification")
+    named = build_loss(CrossEntropyConfig(), "classification")
+    assert auto.label_smoothing == named.label_smoothing == CrossEntropyConfig().label_smoothing
+    logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert torch.equal(auto(logits, y), named(logits, y))
+
+
+@pytest.mark.parametrize("cfg, cls", [(LossConfig(name="mse"), nn.MSELoss),
+                                      (HuberConfig(), nn.HuberLoss),
+                                      (LossConfig(name="l1"), nn.L1Loss),
+                                      (CrossEntropyConfig(), nn.CrossEntropyLoss)])
+def test_losses_by_name(cfg, cls):
+    task = "classification" if cls is nn.CrossEntropyLoss else "regression"
+    assert type(build_loss(cfg, task)) is cls
+
+
+def test_label_smoothing_reaches_torch():
+    loss = build_loss(CrossEntropyConfig(label_smoothing=0.2), "classification")
+    assert isinstance(loss, nn.CrossEntropyLoss)
+    assert loss.label_smoothing == 0.2
+    # and the value is smoothed cross-entropy, computed here by hand
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
+    y = torch.tensor([0, 2])
+    logp = logits.log_softmax(dim=1)
+    k, eps = 3, 0.2
+    target = torch.full_like(logp, eps / k)
+    target[torch.arange(2), y] += 1 - eps
+    want = -(target * logp).sum(dim=1).mean()
+    assert torch.allclose(loss(logits, y), want)
+
+
+def test_huber_delta_reaches_torch():
+    loss = build_loss(HuberConfig(delta=0.5), "regression")
+    assert isinstance(loss, nn.HuberLoss)
+    assert loss.delta == 0.5
+    pred = torch.tensor([[0.0], [0.0]])
+    target = torch.tensor([[0.2], [2.0]])
+    # |e| ≤ δ: e²/2; else δ(|e| - δ/2)
+    want = (0.2 ** 2 / 2 + 0.5 * (2.0 - 0.25)) / 2
+    assert loss(pred, target).item() == pytest.approx(want)
+
+
+@pytest.mark.parametrize(
+    "cfg, task",
+    [(CrossEntropyConfig(), "regression"), (LossConfig(name="mse"), "classification"),
+     (HuberConfig(), "classification"), (LossConfig(name="l1"), "classification")],
+)
+def test_a_loss_that_does_not_fit_the_task_is_refused(cfg, task):
+    with pytest.raises(UserError) as e:
+        build_loss(cfg, task)
+    message = str(e.value)
+    assert cfg.name in message and task in message
+    for allowed in LOSSES_FOR_TASK[task]:
+        assert allowed in message
+
+
+def test_misfit_loss_fails_at_validation(make_config):
+    with pytest.raises(UserError, match="loss=mse"):
+        make_config(loss={"name": "mse"})  # digits is a classification set
+    with pytest.raises(UserError, match="loss=cross_entropy"):
+        make_config(data={"name": "diabetes"}, loss={"name": "cross_entropy"})
