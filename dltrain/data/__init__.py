@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from dltrain.data.base import DataInfo, DataSplits, Split
+from dltrain.data.base import DataInfo, DataSplits, Split, StreamSplit
 from dltrain.data.registry import DATASETS
 from dltrain.errors import UserError
 from dltrain.schema import DataConfig
 
-# importing a source module registers its data sets
-from dltrain.data import sklearn_sets  # noqa: E402,F401
+# importing a source module registers its data sets (torchvision and PIL are imported only
+# when a set that needs them is loaded)
+from dltrain.data import (  # noqa: E402,F401
+    csv_file,
+    image_folder,
+    npz_file,
+    sequences,
+    sklearn_sets,
+    synthetic,
+    torchvision_sets,
+)
 
 
 def load_data(cfg: DataConfig) -> DataSplits:
@@ -18,4 +27,4 @@ def load_data(cfg: DataConfig) -> DataSplits:
     return data
 
 
-__all__ = ["DATASETS", "DataInfo", "DataSplits", "Split", "load_data"]
+__all__ = ["DATASETS", "DataInfo", "DataSplits", "Split", "StreamSplit", "load_data"]

@@ -8,8 +8,8 @@ the same shuffled order and each batch is copied to the device as it arrives.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+import traceback
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -73,24 +73,35 @@ def _stream(split: StreamSplit, bounds: List[Tuple[int, int]],
     batches = [list(indices[start:stop]) for start, stop in bounds]
     loader = DataLoader(split.dataset, batch_sampler=batches, num_workers=split.num_workers,
                         pin_memory=split.device.type == "cuda")
-    with worker_errors():
-        for x, y in loader:
-            x = x.to(split.device, non_blocking=True)
-            y = y.to(split.device, non_blocking=True)
-            if split.transform is not None:
-                x = split.transform(x)
-            yield x, y
+    for x, y in read_loader(loader):
+        x = x.to(split.device, non_blocking=True)
+        y = y.to(split.device, non_blocking=True)
+        if split.transform is not None:
+            x = split.transform(x)
+        yield x, y
 
 
-@contextmanager
-def worker_errors() -> Iterator[None]:
-    """Around reading a DataLoader: a UserError raised in a worker process (a file that cannot
-    be read) reaches this process re-raised with the worker's traceback as its message; keep
-    only the original one-line message, which is the traceback's last line."""
-    try:
-        yield
-    except UserError as e:
-        lines = str(e).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught UserError"):
-            raise UserError(lines[-1].partition("UserError: ")[2] or lines[-1]) from None
-        raise
+def read_loader(loader: Iterable[Any]) -> Iterator[Any]:
+    """The batches of a DataLoader. A UserError raised in a worker process (a file that cannot
+    be read) reaches this process re-raised with the worker's traceback as its message; it is
+    raised again here with only its original one-line message."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except UserError as e:
+            lines = str(e).strip().splitlines()
+            if len(lines) == 1 or not lines[0].startswith("Caught UserError"):
+                raise
+            message = lines[-1].partition("UserError: ")[2] or lines[-1]
+            # torch's re-raise leaves the error in a reference cycle with its traceback, whose
+            # frames hold the iterator: clear them so the workers stop when the iterator goes,
+            # not at some later garbage collection (which then waits seconds for each worker)
+            traceback.clear_frames(e.__traceback__)
+        else:
+            yield batch
+            continue
+        del iterator
+        raise UserError(message)  # outside the except clause: not chained to the worker's error

@@ -1,0 +1,207 @@
+"""A table from a CSV file of the user's: ``data=csv data.path=FILE data.target=COLUMN``.
+
+The first line names the columns. Numeric columns are features as they are (standardized with
+training statistics); text columns are one-hot encoded. The task follows the target column unless
+``data.task`` says otherwise: text, or integers with few distinct values, make a classification;
+other numbers a regression. Any value that does not fit is reported with its file, line (1-based,
+the header is line 1) and column, and nothing is filled in silently.
+
+Read with the standard library's csv module: the files dltrain expects are small enough, and
+there is no pandas to depend on.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from dltrain.data.base import DataInfo, DataSplits
+from dltrain.data.prepare import split_and_standardize
+from dltrain.data.registry import DATASETS
+from dltrain.errors import UserError
+from dltrain.schema import CSVDataConfig
+
+# spellings of a missing value: dltrain refuses them rather than guess a fill
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+# a text feature with more distinct values than this is a name or an id, not a category
+MAX_CATEGORIES = 50
+# an integer target is a class label when it has at most this many distinct values (and fewer
+# than half as many as there are rows); otherwise it is a count to regress on
+MAX_INTEGER_CLASSES = 20
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass
+class Column:
+    name: str
+    values: List[str]  # stripped, one per data row
+
+
+@dataclass
+class Table:
+    path: Path
+    columns: List[Column]
+    lines: List[int]  # the line of each data row in the file
+
+    def where(self, row: int, column: str) -> str:
+        return f"{self.path}, line {self.lines[row]}, column {column!r}"
+
+
+def read_table(path: Path) -> Table:
+    """The cells of ``path`` as text, checked for shape and missing values."""
+    if not path.exists():
+        raise UserError(f"data.path={path}: no such file")
+    if path.is_dir():
+        raise UserError(f"data.path={path} is a folder; data=csv needs a CSV file")
+    header: Optional[List[str]] = None
+    rows: List[List[str]] = []
+    lines: List[int] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            last = 0
+            for row in reader:
+                first_line, last = last + 1, reader.line_num
+                if not any(cell.strip() for cell in row):
+                    continue  # blank lines are not rows
+                if header is None:
+                    header = [cell.strip() for cell in row]
+                    continue
+                if len(row) != len(header):
+                    raise UserError(f"{path}, line {first_line}: {len(row)} fields, but the header "
+                                    f"line names {len(header)} columns")
+                rows.append([cell.strip() for cell in row])
+                lines.append(first_line)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"data.path={path}: cannot read it: {e.strerror or e}") from None
+    except csv.Error as e:
+        raise UserError(f"{path}, line {reader.line_num}: {e}") from None
+    if header is None:
+        raise UserError(f"{path} is empty: a CSV file needs a header line and data rows")
+    if not rows:
+        raise UserError(f"{path} has a header line but no data rows")
+    for i, name in enumerate(header):
+        if not name:
+            raise UserError(f"{path}: column {i + 1} has no name in the header line")
+        if header.index(name) != i:
+            raise UserError(f"{path}: the header names column {name!r} twice")
+    table = Table(path, [Column(name, [row[i] for row in rows]) for i, name in enumerate(header)],
+                  lines)
+    for r, row in enumerate(rows):
+        for name, cell in zip(header, row):
+            if cell.lower() in MISSING:
+                shown = f"{cell!r}" if cell else "an empty cell"
+                raise UserError(f"{table.where(r, name)}: missing value ({shown}); dltrain does "
+                                "not fill in missing values: fill them in or drop those rows")
+    return table
+
+
+def _number(text: str) -> Optional[float]:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _numbers(table: Table, column: Column) -> Optional[np.ndarray]:
+    """The column as float64 if it holds numbers, None if it holds text; a mostly numeric
+    column with a few text cells is a typo, reported at its line."""
+    numbers = [_number(v) for v in column.values]
+    bad = [r for r, v in enumerate(numbers) if v is None]
+    if not bad:
+        return np.array(numbers, dtype=np.float64)
+    if len(bad) * 2 <= len(numbers):
+        r = bad[0]
+        raise UserError(f"{table.where(r, column.name)}: {column.values[r]!r} is not a number "
+                        f"(the column's other values are numbers)")
+    return None
+
+
+def _one_hot(table: Table, column: Column) -> np.ndarray:
+    categories = sorted(set(column.values))
+    if len(categories) > MAX_CATEGORIES:
+        raise UserError(
+            f"{table.where(0, column.name)}: {column.values[0]!r} is not a number, and the "
+            f"column has {len(categories)} distinct text values, too many to one-hot encode "
+            f"(at most {MAX_CATEGORIES}); drop the column or turn it into numbers"
+        )
+    index = {c: i for i, c in enumerate(categories)}
+    codes = np.array([index[v] for v in column.values])
+    return np.eye(len(categories), dtype=np.float64)[codes]
+
+
+def features(table: Table, target: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``x`` (N, F) and the mask of its numeric columns (one-hot columns are not standardized)."""
+    parts: List[np.ndarray] = []
+    numeric: List[np.ndarray] = []
+    for column in table.columns:
+        if column.name == target:
+            continue
+        numbers = _numbers(table, column)
+        block = numbers[:, None] if numbers is not None else _one_hot(table, column)
+        parts.append(block)
+        numeric.append(np.full(block.shape[1], numbers is not None))
+    if not parts:
+        raise UserError(f"{table.path} has no feature columns besides the target {target!r}")
+    return np.concatenate(parts, axis=1).astype(np.float32), np.concatenate(numeric)
+
+
+def infer_task(table: Table, column: Column) -> str:
+    values = column.values
+    if all(_INTEGER.match(v) for v in values):
+        distinct = len(set(int(v) for v in values))
+        few = distinct <= MAX_INTEGER_CLASSES and distinct < len(values) / 2
+        return "classification" if few else "regression"
+    return "regression" if _numbers(table, column) is not None else "classification"
+
+
+def classes(column: Column) -> Tuple[np.ndarray, Tuple[str, ...]]:
+    """Class indices and names; numeric labels sort as numbers (2 before 10), text as text."""
+    distinct = set(column.values)
+    as_numbers: Dict[str, float] = {v: n for v in distinct if (n := _number(v)) is not None}
+    if len(as_numbers) == len(distinct):
+        names = sorted(distinct, key=lambda v: (as_numbers[v], v))
+    else:
+        names = sorted(distinct)
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[v] for v in column.values], dtype=np.int64), tuple(names)
+
+
+@DATASETS.register("csv")
+def load_csv(cfg: CSVDataConfig) -> DataSplits:
+    path = Path(cfg.path).expanduser()
+    table = read_table(path)
+    by_name = {c.name: c for c in table.columns}
+    if cfg.target not in by_name:
+        raise UserError(f"{path} has no column {cfg.target!r} (data.target); its columns: "
+                        + ", ".join(by_name))
+    target = by_name[cfg.target]
+    task = infer_task(table, target) if cfg.task == "auto" else cfg.task
+    x, numeric = features(table, cfg.target)
+
+    if task == "classification":
+        y, class_names = classes(target)
+        num_outputs = len(class_names)
+        if num_outputs < 2:
+            raise UserError(f"{path}, column {cfg.target!r}: every row has the class "
+                            f"{class_names[0]!r}; a classification needs at least two")
+    else:
+        numbers = _numbers(table, target)
+        if numbers is None:
+            r = next(r for r, v in enumerate(target.values) if _number(v) is None)
+            raise UserError(f"{table.where(r, cfg.target)}: {target.values[r]!r} is not a number, "
+                            "and a regression target must be numeric (data.task=regression)")
+        y, class_names, num_outputs = numbers.astype(np.float32)[:, None], (), 1
+
+    info = DataInfo(name="csv", kind="table", input_shape=(x.shape[1],), task=task,
+                    num_outputs=num_outputs, class_names=class_names)
+    return split_and_standardize(x, y, info, cfg, per="feature", columns=numeric)
