@@ -27,9 +27,13 @@ from dltrain.errors import UserError
 from dltrain.registry import unknown_name
 
 UID_ENV = "DLTRAIN_RUN_UID"
+# the command the user typed, for run.yaml (replay hands Hydra a different command line)
+_invocation: List[str] = ["dltrain", *sys.argv[1:]]
 
-# off a terminal rich would wrap at 80 columns; a log line reads better unbroken
-console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+# off a terminal rich would wrap lines and cut table cells at 80 columns; logs read better wide
+_TTY = sys.stdout.isatty()
+console = Console(highlight=False, soft_wrap=not _TTY,
+                  width=None if _TTY else int(os.environ.get("COLUMNS", 200)))
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -76,7 +80,7 @@ def train_task(cfg: DictConfig) -> Optional[float]:
         from dltrain.train.run import run_training
 
         try:
-            summary = run_training(config, run_dir, console)
+            summary = run_training(config, run_dir, console, command=_invocation)
         except TrainingInterrupted as e:
             interrupted(run_dir, e.signum)
     except Exception as e:
@@ -234,7 +238,8 @@ def cmd_resume(argv: List[str]) -> int:
 
     save_config(root, config)
     try:
-        summary = run_training(config, root, console, resume=True, changes=changes)
+        summary = run_training(config, root, console, resume=True, changes=changes,
+                               command=_invocation)
     except TrainingInterrupted as e:
         interrupted(root, e.signum)
     return 1 if summary["status"] == "failed" else 0
@@ -320,7 +325,9 @@ def print_help() -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    global _invocation
     argv = list(sys.argv[1:] if argv is None else argv)
+    _invocation = ["dltrain", *argv]
     if argv and argv[0] in ("-h", "--help", "help"):
         sys.exit(print_help())
     if argv and argv[0] in SUBCOMMANDS:

@@ -37,6 +37,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed every generator dltrain or torch may draw from; optionally force determinism."""
     random.seed(seed)

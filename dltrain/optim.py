@@ -33,13 +33,44 @@ def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
 def build_optimizer(cfg: OptimConfig, model: nn.Module, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = split_decay(model)
     groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
     ]
     kwargs = fields_of(cfg)
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     return OPTIMIZERS.get(cfg.name)([g for g in groups if g["params"]], **kwargs)
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, schedule: "Schedule", cfg: OptimConfig,
+                        weight_decay: float, sched_cfg: SchedConfig, epochs: int) -> None:
+    """Put changed settings into an optimizer and schedule whose state came from a checkpoint
+    (a resume with --allow-changes). A new base lr rescales the current one, so a schedule
+    part-way through keeps its shape."""
+    kwargs = fields_of(cfg)
+    new_lr = kwargs.pop("lr")
+    for group in optimizer.param_groups:
+        base = group.get("initial_lr", group["lr"]) if schedule.scheduler is not None else group["lr"]
+        ratio = new_lr / base if base else 1.0
+        group["lr"] *= ratio
+        if "initial_lr" in group:
+            group["initial_lr"] *= ratio
+        for key, value in kwargs.items():
+            group[key] = tuple(value) if key == "betas" else value
+        if group.get("name") == "decay":
+            group["weight_decay"] = weight_decay
+    sched = schedule.scheduler
+    if sched is None:
+        return
+    if hasattr(sched, "base_lrs"):
+        sched.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    for key, value in fields_of(sched_cfg).items():
+        if key == "min_lr":
+            sched.min_lrs = [value] * len(optimizer.param_groups)
+        elif hasattr(sched, key):
+            setattr(sched, key, value)
+    if hasattr(sched, "T_max"):  # cosine: its length follows trainer.epochs
+        sched.T_max = epochs
 
 
 class Schedule:

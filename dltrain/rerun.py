@@ -106,10 +106,23 @@ def prepare_resume(path: str, overrides: List[str], allow_changes: bool) -> Tupl
             + "\nresume with --allow-changes to accept (they are recorded in run.yaml), "
               f"or replay it as a new run: dltrain replay {root} {' '.join(overrides)}"
         )
-    if changes and new.sched.name == "onecycle" and new.trainer.epochs != old.trainer.epochs:
+    if new.sched.name == "onecycle" and new.trainer.epochs != old.trainer.epochs:
         raise UserError("a onecycle schedule cannot be extended: its length is fixed by "
                         "trainer.epochs when the run started; replay with more epochs instead")
+    done = _epochs_done(last)
+    if done >= new.trainer.epochs:
+        raise UserError(f"{root} already finished {done} epochs; to train on, extend it: "
+                        f"dltrain resume {root} trainer.epochs=N (N > {done})")
     return root, new, changes
+
+
+def _epochs_done(last: Path) -> int:
+    from dltrain.checkpoint import load_checkpoint
+
+    epoch = load_checkpoint(last).get("epoch")
+    if not isinstance(epoch, int):
+        raise UserError(f"{last} is not a dltrain checkpoint (no epoch in it)")
+    return epoch
 
 
 def save_config(root: Path, config: schema.TrainConfig) -> None:

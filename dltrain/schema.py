@@ -287,6 +287,9 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     deterministic: Optional[bool] = None  # null = on for CPU, off for CUDA
+    # CPU threads for torch's kernels; null = torch's default (one per core). On a busy machine
+    # fewer threads than cores avoids threads spinning while they wait for a core
+    threads: Optional[int] = None
     grad_clip: Optional[float] = None  # max global gradient norm; null = no clipping
     monitor: str = "auto"  # auto = val_loss; or val_acc (classification), val_mae, val_r2
     mode: str = "auto"  # min | max | auto (from the metric)
@@ -629,6 +632,8 @@ def validate(c: TrainConfig) -> None:
             "auto, cpu, cuda, cuda:N or mps")
     if t.grad_clip is not None:
         v.positive("trainer.grad_clip", t.grad_clip)
+    if t.threads is not None:
+        v.at_least("trainer.threads", t.threads, 1)
     v.one_of("trainer.mode", t.mode, ("auto", "min", "max"))
     known_monitors = sorted({"auto"} | {k for ms in MONITORS.values() for k in ms})
     v.one_of("trainer.monitor", t.monitor, known_monitors)

@@ -12,6 +12,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 
 from dltrain.train.loop import Callback, Job
 
+READOUT_S = 1.0
+
 
 def format_row(row: Dict[str, float]) -> str:
     parts = []
@@ -66,7 +68,8 @@ class RichProgress(PlainProgress):
 
     def on_epoch_start(self, job: Job, n_batches: int) -> None:
         epoch = f"{job.state.epoch + 1}/{job.config.trainer.epochs}"
-        self.start = time.perf_counter()
+        self.start = self.last_readout = time.perf_counter()
+        self.first_batch = job.state.batch  # a resumed epoch starts part-way
         self.batch_size = job.config.trainer.batch_size
         if self.task is None:
             self.progress.start()
@@ -75,11 +78,13 @@ class RichProgress(PlainProgress):
             self.progress.reset(self.task, total=n_batches, epoch=epoch, loss="…", speed="…")
 
     def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
-        fields = {}
-        if batch % job.config.trainer.log_every == 0:
-            elapsed = time.perf_counter() - self.start
-            fields = {"loss": f"{running_loss():.4f}",
-                      "speed": f"{batch * self.batch_size / max(elapsed, 1e-9):,.0f}"}
+        now = time.perf_counter()
+        fields = {"speed": f"{(batch - self.first_batch) * self.batch_size / max(now - self.start, 1e-9):,.0f}"}
+        # the loss is a host sync: read it every log_every steps, or after a quiet second so
+        # short epochs show it too
+        if batch % job.config.trainer.log_every == 0 or now - self.last_readout > READOUT_S:
+            fields["loss"] = f"{running_loss():.4f}"
+            self.last_readout = now
         self.progress.update(self.task, completed=batch, **fields)
 
     def close(self) -> None:

@@ -20,11 +20,11 @@ from dltrain.checkpoint import load_checkpoint, versions
 from dltrain.data import DataSplits, load_data
 from dltrain.data.batching import num_batches
 from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
-                            wants_determinism)
+                            set_threads, wants_determinism)
 from dltrain.errors import UserError
 from dltrain.losses import build_loss
 from dltrain.models import build_model
-from dltrain.optim import build_optimizer, build_schedule, split_decay
+from dltrain.optim import build_optimizer, build_schedule, set_hyperparameters, split_decay
 from dltrain.plots import plot_curves
 from dltrain.schema import TrainConfig, resolve_monitor, to_dict
 from dltrain.train.callbacks import CheckpointWriter, TensorBoardLogger
@@ -40,6 +40,7 @@ def build_job(config: TrainConfig, data: Optional[DataSplits] = None) -> Job:
     """Data, model, loss, optimizer and schedule for ``config``, seeded and on its device."""
     trainer = config.trainer
     device = resolve_device(trainer.device)
+    set_threads(trainer.threads)
     seed_everything(trainer.seed, wants_determinism(trainer.deterministic, device))
     data = data or load_data(config.data)
     info = data.info
@@ -87,7 +88,11 @@ def make_checkpoint(job: Job) -> Dict[str, Any]:
 def restore(job: Job, ckpt: Dict[str, Any]) -> None:
     """Put ``job`` exactly where the checkpoint left it: weights, optimizer, schedule, progress
     counters and every random generator."""
-    job.model.load_state_dict(ckpt["model"])
+    try:
+        job.model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"the saved weights do not fit this model (was the model changed?): "
+                        f"{str(e).splitlines()[0]}") from None
     job.optimizer.load_state_dict(ckpt["optimizer"])
     job.schedule.load_state_dict(ckpt["scheduler"])
     for key in STATE_KEYS:
@@ -97,7 +102,8 @@ def restore(job: Job, ckpt: Dict[str, Any]) -> None:
 
 
 def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
-                 resume: bool = False, changes: Optional[List[str]] = None) -> Dict[str, Any]:
+                 resume: bool = False, changes: Optional[List[str]] = None,
+                 command: Optional[List[str]] = None) -> Dict[str, Any]:
     """Train ``config`` into ``run_dir`` (from its last.pt when ``resume``); returns the summary,
     also written to summary.json. Raises :class:`TrainingInterrupted` after saving last.pt when
     a signal stops training."""
@@ -106,15 +112,14 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
     info = job.data.info
     if resume:
         restore(job, load_checkpoint(run_dir / runs.CHECKPOINTS / runs.LAST, job.device))
-        if job.state.epoch >= config.trainer.epochs:
-            raise UserError(
-                f"{run_dir} already finished {job.state.epoch} epochs; "
-                f"to train on, extend it: dltrain resume {run_dir} trainer.epochs=N"
-            )
+        if changes:  # accepted with --allow-changes: the new settings win over the saved ones
+            set_hyperparameters(job.optimizer, job.schedule, config.optim,
+                                config.regularization.weight_decay, config.sched,
+                                config.trainer.epochs)
         job.state.stop_reason = None  # asked for more epochs: an early stop no longer applies
         runs.write_metrics(run_dir / runs.METRICS, job.state.history)  # drop rows past last.pt
     runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
-                      versions=versions(), command=["dltrain", *sys.argv[1:]],
+                      versions=versions(), command=command or ["dltrain", *sys.argv[1:]],
                       event={"from_epoch": job.state.epoch, "changes": changes or []} if resume else None)
 
     n_params = count_parameters(job.model)

@@ -1,0 +1,150 @@
+"""Sweeps end with a summary of every job: summary.csv, sweep.png, a table sorted by the
+monitored metric (failed jobs last, with their reason) and the replay command of the best job."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from .helpers import (TINY, assert_ok, assert_png, dltrain, read_csv, read_json, read_yaml,
+                      run_together)
+
+pytestmark = pytest.mark.slow
+
+METRICS = ("test_loss", "test_acc", "best_val_loss")
+
+
+@dataclass
+class Sweep:
+    dir: Path
+    proc: subprocess.CompletedProcess
+    rows: List[Dict[str, str]]  # summary.csv as the sweep wrote it
+    csv_text: str
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> Dict[str, Sweep]:
+    cwd = tmp_path_factory.mktemp("sweeps")
+    lr_dir, seed_dir = cwd / "lr", cwd / "seeds"
+    lr, seeds = run_together([
+        (["-m", "optim=sgd,adam", "optim.lr=0.01,1e9", "trainer.epochs=1", *TINY,
+          f"hydra.sweep.dir={lr_dir}"], cwd),
+        (["-m", "trainer.seed=0,1", "optim=sgd,adam", "trainer.epochs=1", *TINY,
+          f"hydra.sweep.dir={seed_dir}"], cwd),
+    ])
+    out = {}
+    for name, proc, folder in (("lr", lr, lr_dir), ("seeds", seeds, seed_dir)):
+        assert_ok(proc)
+        out[name] = Sweep(folder, proc, read_csv(folder / "summary.csv"),
+                          (folder / "summary.csv").read_text())
+    return out
+
+
+def table_block(stdout: str) -> List[str]:
+    """The summary's lines: from its title to the replay command of the best job."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("sweep "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("replay it: "))
+    return lines[start:end + 1]
+
+
+def job_ids(block: List[str]) -> List[str]:
+    """The job column of the first table, top to bottom (wrapped cells leave it empty)."""
+    ids = []
+    for line in block:
+        if line.startswith("└"):
+            break
+        if line.startswith("│") and line.split("│")[1].strip():
+            ids.append(line.split("│")[1].strip())
+    return ids
+
+
+def test_every_job_is_listed_with_its_own_numbers(sweeps):
+    for sweep in sweeps.values():
+        rows = sweep.rows
+        assert sorted(row["job"] for row in rows) == ["0", "1", "2", "3"]
+        for row in rows:
+            job = sweep.dir / row["job"]
+            assert Path(row["dir"]) == job
+            summary = read_json(job / "summary.json")
+            assert row["status"] == summary["status"]
+            assert int(row["epochs"]) == summary["epochs_completed"]
+            for metric in METRICS:
+                if summary.get(metric) is None:
+                    assert row[metric] == "", (row, metric)
+                else:  # written with full precision: the very same float
+                    assert float(row[metric]) == summary[metric], (row, metric)
+            config = read_yaml(job / ".hydra" / "config.yaml")
+            assert row["optim"] == config["optim"]["name"]
+            if "optim.lr" in row:
+                assert float(row["optim.lr"]) == config["optim"]["lr"]
+            if "trainer.seed" in row:
+                assert int(row["trainer.seed"]) == config["trainer"]["seed"]
+
+
+def test_a_diverging_job_is_recorded_as_failed_and_the_sweep_goes_on(sweeps):
+    rows = sweeps["lr"].rows
+    diverged = [row for row in rows if row["optim"] == "sgd" and float(row["optim.lr"]) == 1e9]
+    assert len(diverged) == 1
+    assert diverged[0]["status"] == "failed"
+    assert "nan" in diverged[0]["reason"] or "inf" in diverged[0]["reason"]
+    for row in rows:
+        if row["status"] == "failed":
+            assert row["reason"], row
+            assert read_json(Path(row["dir"]) / "summary.json")["reason"] == row["reason"]
+    assert sum(row["status"] == "completed" for row in rows) >= 2  # the lr=0.01 jobs at least
+
+
+def test_rows_are_sorted_by_the_monitored_metric_with_failed_jobs_last(sweeps):
+    for sweep in sweeps.values():
+        statuses = [row["status"] == "failed" for row in sweep.rows]
+        assert statuses == sorted(statuses), sweep.rows
+        finished = [float(row["best_val_loss"]) for row in sweep.rows if row["status"] != "failed"]
+        assert finished == sorted(finished)
+        assert all(not math.isnan(v) for v in finished)
+
+
+def test_the_sweep_names_the_replay_of_the_best_job(sweeps):
+    for sweep in sweeps.values():
+        best = sweep.rows[0]
+        assert best["status"] != "failed"
+        stdout = sweep.proc.stdout
+        assert f"best job: {best['job']} (best_val_loss = " in stdout
+        assert f"replay it: dltrain replay {sweep.dir / best['job']}" in stdout
+
+
+def test_the_sweep_plot_is_a_png(sweeps):
+    for sweep in sweeps.values():
+        assert_png(sweep.dir / "sweep.png")
+
+
+def test_summary_prints_the_same_table_again(sweeps):
+    sweep = sweeps["lr"]
+    proc = assert_ok(dltrain(["summary", str(sweep.dir)], sweep.dir.parent))
+    printed = table_block(sweep.proc.stdout)
+    again = table_block(proc.stdout)
+    assert job_ids(again) == [row["job"] for row in sweep.rows] == job_ids(printed)
+    assert again == printed
+    assert (sweep.dir / "summary.csv").read_text() == sweep.csv_text
+
+
+def test_seed_sweep_shows_mean_and_std_over_seeds(sweeps):
+    sweep = sweeps["seeds"]
+    lines = sweep.proc.stdout.splitlines()
+    start = lines.index("mean ± std over trainer.seed")
+    agg = {line.split("│")[1].strip(): line for line in lines[start:] if line.startswith("│ ")}
+    assert set(agg) == {"sgd", "adam"}
+    for optim, line in agg.items():
+        rows = [row for row in sweep.rows if row["optim"] == optim]
+        assert sorted(row["trainer.seed"] for row in rows) == ["0", "1"]
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        assert cells[1] == "2"  # seeds
+        for metric, cell in zip(METRICS, cells[2:]):
+            a, b = (float(row[metric]) for row in rows)
+            mean, std = (a + b) / 2, abs(a - b) / math.sqrt(2)  # sample std of two values
+            assert cell == f"{mean:.4g} ± {std:.2g}", (optim, metric, cell)
