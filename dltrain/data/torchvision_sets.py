@@ -6,7 +6,7 @@ The official test set is the test split; ``data.val_fraction`` of the official t
 drawn with ``data.split_seed`` and stratified by class, is the validation split.
 
 Files live under ``data.root``: null means ``$DLTRAIN_DATA`` if set, else
-``~/.cache/dltrain/data``. Without network, put the files there by hand (see ``docs/data.md``);
+``~/.cache/dltrain/data``. Without network, put the files there by hand (see the README, "Image sets");
 dltrain unpacks the archives as torchvision's download would.
 """
 
