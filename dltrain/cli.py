@@ -303,7 +303,7 @@ def print_help() -> int:
     defaults = {"model": "mlp", "activation": "relu", "loss": "auto", "optim": "adam",
                 "sched": "none", "data": "digits", "regularization": "none", "logger": "csv"}
     groups = dict(schema.GROUPS)
-    for folder in ("regularization", "hpo"):
+    for folder in ("regularization", "experiment", "hpo"):
         groups[folder] = {p.stem: None for p in sorted((config_dir() / folder).glob("*.yaml"))}
     for group, options in groups.items():
         names = sorted(options, key=lambda n: (n != defaults.get(group), n))
