@@ -79,8 +79,9 @@ class Callback:
     def on_epoch_start(self, job: Job, n_batches: int) -> None:
         pass
 
-    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
-        """``running_loss()`` reads the device (a host sync): call it at log points only."""
+    def on_step(self, job: Job, batch: int, running: Callable[[], Dict[str, float]]) -> None:
+        """``running()`` gives the epoch's training metrics so far; it reads the device (a host
+        sync): call it at log points only."""
 
     def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
         pass
@@ -164,7 +165,7 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
             state.step += 1
             state.batch = i
             for cb in callbacks:
-                cb.on_step(job, i, sums.running_loss)
+                cb.on_step(job, i, sums.running)
             if stop is not None and stop.requested:
                 state.partial_sums = sums.state_dict()
                 state.partial_time = time.perf_counter() - start

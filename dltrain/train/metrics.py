@@ -50,6 +50,10 @@ class MetricSums:
             current = getattr(self, key)
             setattr(self, key, int(value) if key == "n" else value.to(current.device))
 
+    def running(self) -> Dict[str, float]:
+        """The training metrics so far in this epoch (a host sync: call at log points only)."""
+        return self.compute("train")
+
     def running_loss(self) -> float:
         return self.loss.item() / max(self.n, 1)  # host sync: call at log points only
 

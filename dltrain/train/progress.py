@@ -59,6 +59,7 @@ class RichProgress(PlainProgress):
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[metric]}"),
             TextColumn("{task.fields[speed]} samples/s"),
             TimeRemainingColumn(),
             console=console,
@@ -73,17 +74,21 @@ class RichProgress(PlainProgress):
         self.batch_size = job.config.trainer.batch_size
         if self.task is None:
             self.progress.start()
-            self.task = self.progress.add_task("train", total=n_batches, epoch=epoch, loss="…", speed="…")
+            self.task = self.progress.add_task("train", total=n_batches, epoch=epoch, loss="…",
+                                               metric="", speed="…")
         else:
-            self.progress.reset(self.task, total=n_batches, epoch=epoch, loss="…", speed="…")
+            self.progress.reset(self.task, total=n_batches, epoch=epoch, loss="…", metric="", speed="…")
 
-    def on_step(self, job: Job, batch: int, running_loss: Callable[[], float]) -> None:
+    def on_step(self, job: Job, batch: int, running: Callable[[], Dict[str, float]]) -> None:
         now = time.perf_counter()
         fields = {"speed": f"{(batch - self.first_batch) * self.batch_size / max(now - self.start, 1e-9):,.0f}"}
         # the loss is a host sync: read it every log_every steps, or after a quiet second so
         # short epochs show it too
         if batch % job.config.trainer.log_every == 0 or now - self.last_readout > READOUT_S:
-            fields["loss"] = f"{running_loss():.4f}"
+            now_metrics = running()
+            fields["loss"] = f"{now_metrics['train_loss']:.4f}"
+            key = "train_acc" if "train_acc" in now_metrics else "train_mae"
+            fields["metric"] = f"{key[6:]} {now_metrics[key]:.4f}"
             self.last_readout = now
         self.progress.update(self.task, completed=batch, **fields)
 
