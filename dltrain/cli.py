@@ -83,18 +83,16 @@ def train_task(cfg: DictConfig) -> Optional[float]:
             summary = run_training(config, run_dir, console, command=_invocation)
         except TrainingInterrupted as e:
             interrupted(run_dir, e.signum)
+    except UserError as e:
+        if not sweeping:
+            report(e)
+            _remove_if_untrained(run_dir)
+            raise SystemExit(e.exit_code) from None
+        summary = _record_failure(run_dir, str(e))
     except Exception as e:
         if not sweeping:
-            if isinstance(e, UserError):
-                report(e)
-                _remove_if_untrained(run_dir)
-                raise SystemExit(e.exit_code) from None
             raise
-        from dltrain import runs
-
-        report(e)
-        summary = {"status": "failed", "reason": f"{type(e).__name__}: {e}" if not isinstance(e, UserError) else str(e)}
-        runs.write_json(run_dir / runs.SUMMARY, summary)
+        summary = _record_failure(run_dir, f"{type(e).__name__}: {e}")
     if summary["status"] == "failed":
         report(UserError(f"training failed: {summary.get('reason')}"))
         if not sweeping:
@@ -103,10 +101,19 @@ def train_task(cfg: DictConfig) -> Optional[float]:
     return summary.get(f"best_{summary['monitor']}")
 
 
-def interrupted(run_dir: Path, signum: int) -> None:
-    from dltrain.train.interrupt import exit_code
+def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
+    """A sweep job that could not train still leaves a summary.json saying why."""
+    from dltrain import runs
 
+    summary = {"status": "failed", "reason": reason}
+    runs.write_json(run_dir / runs.SUMMARY, summary)
+    return summary
+
+
+def interrupted(run_dir: Path, signum: int) -> None:
     import signal
+
+    from dltrain.train.interrupt import exit_code
 
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     err_console.print(
@@ -206,9 +213,9 @@ def cmd_check(argv: List[str]) -> int:
 def cmd_replay(argv: List[str]) -> int:
     """A new run with a saved run's config (plus overrides), in a new folder."""
     parser = _parser("replay", "a new run with the saved config of RUN, plus overrides")
-    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("run", metavar="RUN", nargs="?")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv, "run")
     from dltrain.rerun import SAVED_CONFIG, apply_overrides, run_folder, saved_config
 
     root = run_folder(args.run)
@@ -224,12 +231,12 @@ def cmd_replay(argv: List[str]) -> int:
 def cmd_resume(argv: List[str]) -> int:
     """Continue a run in its own folder from checkpoints/last.pt."""
     parser = _parser("resume", "continue RUN in its folder from checkpoints/last.pt")
-    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("run", metavar="RUN", nargs="?")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="e.g. trainer.epochs=50 to extend a finished run")
     parser.add_argument("--allow-changes", action="store_true",
                         help="accept overrides that change the maths of the run (recorded in run.yaml)")
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv, "run")
     from dltrain.rerun import prepare_resume, save_config
 
     root, config, changes = prepare_resume(args.run, args.overrides, args.allow_changes)
@@ -265,6 +272,14 @@ def cmd_summary(argv: List[str]) -> int:
 
     summarize_sweep(Path(args.sweep), console)
     return 0
+
+
+def _parse(parser: argparse.ArgumentParser, argv: List[str], required: str) -> argparse.Namespace:
+    # argparse would also call the optional KEY=VALUE list "required" in its message
+    args = parser.parse_args(argv)
+    if getattr(args, required) is None:
+        raise UserError(f"{parser.prog}: name the run folder, e.g. {parser.prog} outputs/DATE/TIME-ID")
+    return args
 
 
 class _Parser(argparse.ArgumentParser):
