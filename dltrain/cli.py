@@ -83,6 +83,9 @@ def train_task(cfg: DictConfig) -> Optional[float]:
             summary = run_training(config, run_dir, console, command=_invocation)
         except TrainingInterrupted as e:
             interrupted(run_dir, e.signum)
+    except KeyboardInterrupt:
+        _remove_if_untrained(run_dir)
+        raise
     except UserError as e:
         if not sweeping:
             report(e)
@@ -139,6 +142,14 @@ def clean_hydra_error(error: Exception) -> str:
         known = schema.keys_of_class(match.group(2))
         if known:
             lines.append(f"allowed keys there: {', '.join(known)}")
+    match = re.search(r"Error merging override (\S+?)=(.*)", lines[0] if lines else "")
+    converted = re.search(r"could not be converted to (\w+)|is not a valid (bool)", " ".join(lines))
+    if match and converted:
+        target = converted.group(1) or converted.group(2)
+        kind = {"Integer": "a whole number (int)", "Float": "a number (float)",
+                "bool": "true or false (bool)"}.get(
+            target, target)
+        return f"{match.group(1)}={match.group(2)!r} is not allowed: must be {kind}"
     if lines and lines[0].startswith("In 'train': "):
         lines[0] = lines[0][len("In 'train': "):]
     return "\n".join(lines)
@@ -170,6 +181,28 @@ def _setup_hydra() -> None:
     OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
 
 
+def check_output_dirs(argv: List[str]) -> None:
+    """An explicit hydra.run.dir / hydra.sweep.dir must be creatable and must not hold a run:
+    Hydra would overwrite its .hydra/ record before dltrain could refuse."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        path = Path(value)
+        if key == "hydra.run.dir" and any((path / name).exists() for name in
+                                          ("checkpoints", "metrics.csv", "summary.json")):
+            raise UserError(f"{path} already holds a run; choose a new {key}, "
+                            f"or continue that run: dltrain resume {path}")
+        if key == "hydra.sweep.dir" and path.is_dir() and any((p / ".hydra").is_dir() for p in path.iterdir()):
+            raise UserError(f"{path} already holds a sweep's jobs; choose a new {key}")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise UserError(f"{key}={value}: cannot create a folder there "
+                            f"({existing} is {'not a folder' if not existing.is_dir() else 'not writable'})")
+
+
 def run_hydra(argv: List[str]) -> None:
     """Hydra's own command line: a run, a sweep (-m), or Hydra's flags (--cfg, --info, ...)."""
     import logging
@@ -179,14 +212,15 @@ def run_hydra(argv: List[str]) -> None:
     _setup_hydra()
     # Optuna's storage layer (alembic) logs every plugin it loads at INFO: noise in a sweep
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if not any(arg.startswith("-") for arg in argv):
-        # a single run is validated before Hydra makes a folder for it; sweeps and Hydra's
-        # flags are left to Hydra, and each job validates itself in train_task
-        try:
+    try:
+        check_output_dirs(argv)
+        if not any(arg.startswith("-") for arg in argv):
+            # a single run is validated before Hydra makes a folder for it; sweeps and Hydra's
+            # flags are left to Hydra, and each job validates itself in train_task
             compose(argv)
-        except UserError as e:
-            report(e)
-            sys.exit(e.exit_code)
+    except UserError as e:
+        report(e)
+        sys.exit(e.exit_code)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
 
@@ -237,13 +271,12 @@ def cmd_resume(argv: List[str]) -> int:
     parser.add_argument("--allow-changes", action="store_true",
                         help="accept overrides that change the maths of the run (recorded in run.yaml)")
     args = _parse(parser, argv, "run")
-    from dltrain.rerun import prepare_resume, save_config
+    from dltrain.rerun import prepare_resume
 
     root, config, changes = prepare_resume(args.run, args.overrides, args.allow_changes)
     from dltrain.train.loop import TrainingInterrupted
     from dltrain.train.run import run_training
 
-    save_config(root, config)
     try:
         summary = run_training(config, root, console, resume=True, changes=changes,
                                command=_invocation)
@@ -345,10 +378,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     _invocation = ["dltrain", *argv]
     if argv and argv[0] in ("-h", "--help", "help"):
         sys.exit(print_help())
-    if argv and argv[0] in SUBCOMMANDS:
-        try:
+    if argv and argv[0] in ("-V", "--version"):
+        from dltrain import __version__
+
+        console.print(f"dltrain {__version__}", markup=False)
+        sys.exit(0)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
             sys.exit(SUBCOMMANDS[argv[0]](argv[1:]))
-        except UserError as e:
-            report(e)
-            sys.exit(e.exit_code)
-    run_hydra(argv)
+        if argv and not argv[0].startswith("-") and "=" not in argv[0]:
+            raise UserError(unknown_name("command", argv[0], SUBCOMMANDS)
+                            + "; or give config overrides as KEY=VALUE (dltrain --help)")
+        run_hydra(argv)
+    except UserError as e:
+        report(e)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # outside the training loop, which handles Ctrl-C itself
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)

@@ -69,6 +69,8 @@ def classification_report(out: torch.Tensor, y: torch.Tensor, names) -> Dict[str
 def run_eval(target: str, split: str, device: str, console: Console) -> Dict[str, Any]:
     from dltrain.train.run import build_job  # the same construction as training
 
+    if not schema.DEVICE_PATTERN.match(device):
+        raise UserError(f"--device {device} is not allowed: auto, cpu, cuda, cuda:N or mps")
     ckpt_path, root = locate(target)
     ckpt = load_checkpoint(ckpt_path)
     if "config" not in ckpt or "model" not in ckpt:

@@ -29,6 +29,12 @@ EPOCH_BOUND_SCHEDULES = ("cosine", "onecycle")
 
 def run_folder(path: str) -> Path:
     root = Path(path)
+    if not root.exists():
+        raise UserError(f"no such folder: {root}")
+    jobs = sorted(p.name for p in root.iterdir() if (p / SAVED_CONFIG).is_file()) if root.is_dir() else []
+    if jobs and not (root / SAVED_CONFIG).is_file():
+        raise UserError(f"{root} is a sweep folder; name one of its jobs: "
+                        + ", ".join(str(root / j) for j in jobs[:5]) + (" ..." if len(jobs) > 5 else ""))
     if not (root / SAVED_CONFIG).is_file():
         raise UserError(f"{root} is not a dltrain run folder: no {SAVED_CONFIG} in it")
     return root

@@ -85,7 +85,7 @@ def write_record(root: Path, *, seed: int, device: str, versions: Dict[str, str]
             "versions": versions,
             "git": git_state(Path.cwd()),
         }
-    atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
 
 
 def read_record(root: Path) -> Dict[str, Any]:

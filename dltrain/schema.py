@@ -501,7 +501,7 @@ def resolve_monitor(trainer: TrainerConfig, task: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------------------
 # validation: every range and cross-field rule, in one place
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class _Checker:
@@ -628,7 +628,7 @@ def validate(c: TrainConfig) -> None:
     v.at_least("trainer.epochs", t.epochs, 1)
     v.at_least("trainer.batch_size", t.batch_size, 1)
     v.at_least("trainer.eval_batch_size", t.eval_batch_size, 1)
-    v.check(bool(_DEVICE.match(t.device)), "trainer.device", t.device,
+    v.check(bool(DEVICE_PATTERN.match(t.device)), "trainer.device", t.device,
             "auto, cpu, cuda, cuda:N or mps")
     if t.grad_clip is not None:
         v.positive("trainer.grad_clip", t.grad_clip)

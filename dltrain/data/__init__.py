@@ -24,6 +24,13 @@ def load_data(cfg: DataConfig) -> DataSplits:
     data = DATASETS.get(cfg.name)(cfg)
     if cfg.task != "auto" and cfg.task != data.info.task:
         raise UserError(f"data.task={cfg.task} but data={cfg.name} is a {data.info.task} set")
+    for name, split in data.splits():
+        if len(split) == 0:
+            sizes = "/".join(str(len(s)) for _, s in data.splits())
+            raise UserError(
+                f"data={cfg.name}: the {name} split is empty (train/val/test {sizes}); "
+                "use more samples or larger data.val_fraction / data.test_fraction"
+            )
     return data
 
 

@@ -35,8 +35,9 @@ def read_arrays(path: Path) -> Dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        reason = str(e).split(". ")[0]  # NumPy's advice to allow pickles is not ours to give
         raise UserError(f"data.path={path}: cannot read it as a NumPy .npz file of numeric "
-                        f"arrays ({e})") from None
+                        f"arrays ({reason})") from None
 
 
 def check_arrays(path: Path, arrays: Dict[str, np.ndarray]) -> None:
@@ -69,6 +70,12 @@ def check_arrays(path: Path, arrays: Dict[str, np.ndarray]) -> None:
             raise UserError(f"{path}: {xs} holds {arrays[xs].dtype} values; x must be numeric")
         if len(arrays[xs]) == 0:
             raise UserError(f"{path}: {xs} is empty")
+        for name in (xs, ys):
+            values = arrays[name]
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                row = int(np.argwhere(~np.isfinite(values))[0][0])
+                raise UserError(f"{path}: {name} holds NaN or infinite values (first at row {row}); "
+                                "dltrain does not fill in missing values: fix or drop those rows")
 
 
 def infer_task(y: np.ndarray) -> str:

@@ -26,6 +26,7 @@ from dltrain.losses import build_loss
 from dltrain.models import build_model
 from dltrain.optim import build_optimizer, build_schedule, set_hyperparameters, split_decay
 from dltrain.plots import plot_curves
+from dltrain.rerun import save_config
 from dltrain.schema import TrainConfig, resolve_monitor, to_dict
 from dltrain.train.callbacks import CheckpointWriter, TensorBoardLogger
 from dltrain.train.interrupt import StopOnSignal
@@ -112,6 +113,8 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
     info = job.data.info
     if resume:
         restore(job, load_checkpoint(run_dir / runs.CHECKPOINTS / runs.LAST, job.device))
+        # everything that can fail has been built: only now does the saved config change
+        save_config(run_dir, config)
         if changes:  # accepted with --allow-changes: the new settings win over the saved ones
             set_hyperparameters(job.optimizer, job.schedule, config.optim,
                                 config.regularization.weight_decay, config.sched,
@@ -125,7 +128,7 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
     n_params = count_parameters(job.model)
     console.print(model_table(job.model, f"{config.model.name} on {info.name} "
                                          f"({info.task}, input {tuple(info.input_shape)}, "
-                                         f"{info.num_outputs} outputs)"))
+                                         f"{info.num_outputs} output{'s' if info.num_outputs != 1 else ''})"))
     console.print(f"run folder: {run_dir}", markup=False, highlight=False)
     console.print(f"device: {job.device}  train/val/test: {len(job.data.train)}/"
                   f"{len(job.data.val)}/{len(job.data.test)}"
@@ -141,24 +144,24 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
         callbacks.append(progress)
     start = time.perf_counter()
     status = "completed"
-    try:
-        with StopOnSignal() as stop:
+    # a signal after the last step waits for the summary: a finished run always gets one
+    with StopOnSignal() as stop:
+        try:
             fit(job, callbacks, stop)
-    except TrainingDiverged as e:
-        status, job.state.stop_reason = "failed", str(e)
-    except TrainingInterrupted:
-        writer.save_last(job, make_checkpoint(job))
-        raise
-    finally:
-        for cb in callbacks:
-            cb.close()
-    train_time = time.perf_counter() - start
-    if job.state.stop_reason and status == "completed":
-        status = "early_stopped"
-
-    summary = summarize(job, run_dir, status, train_time, n_params)
-    runs.write_json(run_dir / runs.SUMMARY, summary)
-    plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
+        except TrainingDiverged as e:
+            status, job.state.stop_reason = "failed", str(e)
+        except TrainingInterrupted:
+            writer.save_last(job, make_checkpoint(job))
+            raise
+        finally:
+            for cb in callbacks:
+                cb.close()
+        train_time = time.perf_counter() - start
+        if job.state.stop_reason and status == "completed":
+            status = "early_stopped"
+        summary = summarize(job, run_dir, status, train_time, n_params)
+        runs.write_json(run_dir / runs.SUMMARY, summary)
+        plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
     console.print(results_table(summary))
     return summary
 

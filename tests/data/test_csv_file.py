@@ -82,10 +82,12 @@ def test_data_task_overrides_the_inference(tmp_path):
     lines = ["x,y"] + [f"{i},{i % 3}" for i in range(30)]
     path = write_csv(tmp_path / "t.csv", "\n".join(lines))
     assert load(path, target="y", task="regression").info.task == "regression"
-    lines = ["x,y"] + [f"{i},{i * 0.1:.1f}" for i in range(30)]
+    # floats that a regression would take, forced into 5 classes (12 rows each, so that every
+    # split gets some of each class)
+    lines = ["x,y"] + [f"{i},{(i % 5) * 0.1:.1f}" for i in range(60)]
     path = write_csv(tmp_path / "f.csv", "\n".join(lines))
     data = load(path, target="y", task="classification")
-    assert data.info.task == "classification" and data.info.num_outputs == 30
+    assert data.info.task == "classification" and data.info.num_outputs == 5
 
 
 def test_quoted_fields_blank_lines_and_a_bom_are_read(tmp_path):
