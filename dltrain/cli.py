@@ -159,6 +159,9 @@ def compose(overrides: List[str]) -> schema.TrainConfig:
     """The validated config of a single run, composed as Hydra would, without running it."""
     for arg in overrides:
         group, _, option = arg.partition("=")
+        if group == "hpo" and option not in ("", "null"):
+            raise UserError(f"{arg} is a search space for a sweep: run it with -m "
+                            f"(dltrain -m {arg})")
         options = schema.GROUPS.get(group)
         if options is not None and option not in options and "," not in option:
             raise UserError(unknown_name(group, option, options))
