@@ -54,9 +54,6 @@ class MetricSums:
         """The training metrics so far in this epoch (a host sync: call at log points only)."""
         return self.compute("train")
 
-    def running_loss(self) -> float:
-        return self.loss.item() / max(self.n, 1)  # host sync: call at log points only
-
     def compute(self, prefix: str) -> Dict[str, float]:
         n = max(self.n, 1)
         if self.classification:

@@ -36,7 +36,7 @@ def test_classification_accuracy_and_loss():
     assert set(got) == {"val_loss", "val_acc"}
     assert got["val_acc"] == pytest.approx(accuracy_score(y, logits.argmax(axis=1)), abs=1e-5)
     assert got["val_loss"] == pytest.approx(want_loss, abs=1e-5)
-    assert sums.running_loss() == pytest.approx(want_loss, abs=1e-5)
+    assert sums.running()["train_loss"] == pytest.approx(want_loss, abs=1e-5)
     assert sums.n == N
 
 
