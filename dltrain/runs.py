@@ -86,10 +86,3 @@ def write_record(root: Path, *, seed: int, device: str, versions: Dict[str, str]
             "git": git_state(Path.cwd()),
         }
     atomic_write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
-
-
-def read_record(root: Path) -> Dict[str, Any]:
-    import yaml
-
-    path = Path(root) / RECORD
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}

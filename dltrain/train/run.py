@@ -17,7 +17,7 @@ from rich.console import Console
 
 from dltrain import runs
 from dltrain.checkpoint import load_checkpoint, versions
-from dltrain.data import DataSplits, load_data
+from dltrain.data import load_data
 from dltrain.data.batching import num_batches
 from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
                             set_threads, wants_determinism)
@@ -37,13 +37,13 @@ from dltrain.train.report import count_parameters, model_table, results_table
 CURVES = "curves.png"
 
 
-def build_job(config: TrainConfig, data: Optional[DataSplits] = None) -> Job:
+def build_job(config: TrainConfig) -> Job:
     """Data, model, loss, optimizer and schedule for ``config``, seeded and on its device."""
     trainer = config.trainer
     device = resolve_device(trainer.device)
     set_threads(trainer.threads)
     seed_everything(trainer.seed, wants_determinism(trainer.deterministic, device))
-    data = data or load_data(config.data)
+    data = load_data(config.data)
     info = data.info
     monitor, mode = resolve_monitor(trainer, info.task)
     criterion = build_loss(config.loss, info.task)
