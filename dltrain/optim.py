@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional
 
 import torch
@@ -30,7 +31,16 @@ def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
     return decay, no_decay
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module, weight_decay: float) -> torch.optim.Optimizer:
+def default_weight_decay(name: str) -> float:
+    """The optimizer's own torch default: 0.01 for AdamW, 0 for SGD, Adam and RMSprop."""
+    return float(inspect.signature(OPTIMIZERS.get(name)).parameters["weight_decay"].default)
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module,
+                    weight_decay: Optional[float]) -> torch.optim.Optimizer:
+    """``weight_decay`` (None = the optimizer's default) applies to weights only."""
+    if weight_decay is None:
+        weight_decay = default_weight_decay(cfg.name)
     decay, no_decay = split_decay(model)
     groups = [
         {"params": decay, "weight_decay": weight_decay, "name": "decay"},
@@ -127,13 +137,14 @@ def _plateau(optimizer, *, mode: str, factor: float, patience: int, min_lr: floa
 
 @SCHEDULES.register("onecycle")
 def _onecycle(optimizer, *, epochs: int, steps_per_epoch: int, base_lr: float,
-              max_lr: Optional[float], pct_start: float, **_) -> Schedule:
+              max_lr: Optional[float], pct_start: float, cycle_momentum: bool, **_) -> Schedule:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lr or base_lr,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         pct_start=pct_start,
+        cycle_momentum=cycle_momentum,
     )
     return Schedule(sched, "step")
 

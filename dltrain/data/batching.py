@@ -19,8 +19,9 @@ from dltrain.errors import UserError
 Batch = Tuple[torch.Tensor, torch.Tensor]
 
 
-def num_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def num_batches(n: int, batch_size: int, *, drop_singleton: bool = False) -> int:
+    """The batches :func:`iterate` yields for ``n`` samples: per-step schedules count these."""
+    return len(_bounds(n, batch_size, drop_singleton))
 
 
 def iterate(

@@ -61,7 +61,8 @@ class Job:
 
     config: TrainConfig
     model: nn.Module
-    criterion: nn.Module
+    criterion: nn.Module  # the training loss
+    eval_criterion: nn.Module  # the loss reported for val and test (no label smoothing)
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     data: DataSplits
@@ -106,6 +107,11 @@ class StopFlag(Protocol):
     requested: int  # 0, or the number of the signal that asked training to stop
 
 
+def drops_singleton(model: nn.Module) -> bool:
+    """Whether training drops a last batch of one sample: batch norm cannot train on it."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def train_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step; returns the data loss and the outputs, both still on the device."""
     reg, trainer = job.config.regularization, job.config.trainer
@@ -128,7 +134,7 @@ def evaluate(job: Job, split: Split, prefix: str) -> Dict[str, float]:
     sums = MetricSums(job.data.info, job.device)
     for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False):
         out = job.model(x)
-        sums.add(job.criterion(out, y), out, y)
+        sums.add(job.eval_criterion(out, y), out, y)
     return sums.compute(prefix)
 
 
@@ -141,8 +147,8 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
     trainer = job.config.trainer
     state = job.state
     train = job.data.train
-    n_batches = num_batches(len(train), trainer.batch_size)
-    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in job.model.modules())
+    singleton = drops_singleton(job.model)
+    n_batches = num_batches(len(train), trainer.batch_size, drop_singleton=singleton)
 
     while state.epoch < trainer.epochs and state.stop_reason is None:
         for cb in callbacks:
@@ -158,7 +164,7 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
         lr = state.epoch_lr
         start = time.perf_counter() - state.partial_time
         batches = iterate(train, trainer.batch_size, shuffle=True, generator=job.generator,
-                          drop_singleton=has_batch_norm, skip=state.batch)
+                          drop_singleton=singleton, skip=state.batch)
         for i, (x, y) in enumerate(batches, state.batch + 1):
             loss, out = train_step(job, x, y)
             sums.add(loss, out, y)

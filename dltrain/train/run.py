@@ -22,7 +22,7 @@ from dltrain.data.batching import num_batches
 from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
                             set_threads, wants_determinism)
 from dltrain.errors import UserError
-from dltrain.losses import build_loss
+from dltrain.losses import build_eval_loss, build_loss
 from dltrain.models import build_model
 from dltrain.optim import build_optimizer, build_schedule, set_hyperparameters, split_decay
 from dltrain.plots import plot_curves
@@ -30,7 +30,8 @@ from dltrain.rerun import save_config
 from dltrain.schema import TrainConfig, resolve_monitor, to_dict
 from dltrain.train.callbacks import CheckpointWriter, TensorBoardLogger
 from dltrain.train.interrupt import StopOnSignal
-from dltrain.train.loop import Callback, Job, TrainingDiverged, TrainingInterrupted, evaluate, fit
+from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted,
+                                drops_singleton, evaluate, fit)
 from dltrain.train.progress import make_progress
 from dltrain.train.report import count_parameters, model_table, results_table
 
@@ -47,19 +48,22 @@ def build_job(config: TrainConfig) -> Job:
     info = data.info
     monitor, mode = resolve_monitor(trainer, info.task)
     criterion = build_loss(config.loss, info.task)
+    eval_criterion = build_eval_loss(config.loss, info.task)
     # the model is built after seeding so its initial weights depend on trainer.seed only
     model = build_model(config, info).to(device)
     optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay)
     schedule = build_schedule(
         config.sched, optimizer, epochs=trainer.epochs,
-        steps_per_epoch=num_batches(len(data.train), trainer.batch_size),
+        steps_per_epoch=num_batches(len(data.train), trainer.batch_size,
+                                    drop_singleton=drops_singleton(model)),
         base_lr=config.optim.lr, mode=mode,
     )
     generator = torch.Generator().manual_seed(trainer.seed)
     data = dataclasses.replace(data, train=data.train.to(device), val=data.val.to(device),
                                test=data.test.to(device))
     return Job(
-        config=config, model=model, criterion=criterion.to(device), optimizer=optimizer,
+        config=config, model=model, criterion=criterion.to(device),
+        eval_criterion=eval_criterion.to(device), optimizer=optimizer,
         schedule=schedule, data=data, device=device, generator=generator,
         monitor=monitor, mode=mode, l1_params=split_decay(model)[0],
     )

@@ -80,3 +80,38 @@ def test_misfit_loss_fails_at_validation(make_config):
         make_config(loss={"name": "mse"})  # digits is a classification set
     with pytest.raises(UserError, match="loss=cross_entropy"):
         make_config(data={"name": "diabetes"}, loss={"name": "cross_entropy"})
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_val_and_test_loss_are_plain_cross_entropy_of_the_best_model(make_config, tmp_path,
+                                                                       smoothing):
+    """Issue 7 item 1: with or without label smoothing, the reported val_loss (the monitor) and
+    test_loss are F.cross_entropy of the saved best model's outputs, so runs trained with
+    different smoothing compare."""
+    import io
+
+    import torch.nn.functional as F
+    from rich.console import Console
+
+    from dltrain import runs
+    from dltrain.checkpoint import load_checkpoint
+    from dltrain.train.run import build_job, run_training
+
+    config = make_config(loss={"name": "cross_entropy", "label_smoothing": smoothing},
+                         trainer={"epochs": 2, "batch_size": 128})
+    summary = run_training(config, tmp_path, Console(file=io.StringIO()))
+    job = build_job(config)
+    best = load_checkpoint(tmp_path / runs.CHECKPOINTS / runs.BEST)
+    job.model.load_state_dict(best["model"])
+    job.model.eval()
+    with torch.no_grad():
+        for split, reported in ((job.data.val, best["history"][-1]["val_loss"]),
+                                (job.data.test, summary["test_loss"])):
+            want = F.cross_entropy(job.model(split.x), split.y).item()
+            assert reported == pytest.approx(want, rel=1e-5)
+    assert job.criterion.label_smoothing == smoothing  # training still uses the smoothing
+
+
+def test_default_cross_entropy_is_unsmoothed():
+    """Issue 7 item 1: loss=auto is plain cross-entropy, the loss other tools report."""
+    assert build_loss(LossConfig(name="auto"), "classification").label_smoothing == 0.0

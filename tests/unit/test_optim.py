@@ -210,3 +210,79 @@ def test_unknown_schedule_is_a_user_error(make_config):
     with pytest.raises(UserError, match="cosine"):
         build_schedule(SchedConfig(name="cosin"), optimizer, epochs=1, steps_per_epoch=1,
                        base_lr=0.1, mode="min")
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 7: the maths means what it says
+@pytest.mark.parametrize("name, want", [("adamw", 0.01), ("adam", 0.0), ("sgd", 0.0),
+                                        ("rmsprop", 0.0)])
+def test_unset_weight_decay_is_the_optimizers_own_default(make_config, name, want):
+    """Issue 7 item 2: without regularization.weight_decay each optimizer keeps its torch default
+    (AdamW decays by 0.01, so it is not Adam), still never on biases and norm parameters."""
+    config = make_config(optim={"name": name}, regularization={"batch_norm": True})
+    assert config.regularization.weight_decay is None
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay)
+    decay = {g["name"]: g["weight_decay"] for g in optimizer.param_groups}
+    assert decay == {"decay": want, "no_decay": 0.0}
+
+
+def test_explicit_weight_decay_wins_over_the_default(make_config):
+    config = make_config(optim={"name": "adamw"}, regularization={"weight_decay": 0.0})
+    optimizer = build_optimizer(config.optim, tiny_model(), config.regularization.weight_decay)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("optim, keys", [
+    ({"name": "sgd", "momentum": 0.0}, ("momentum",)),
+    ({"name": "sgd", "momentum": 0.5}, ("momentum",)),
+    ({"name": "rmsprop"}, ("momentum",)),
+    ({"name": "adam", "betas": [0.8, 0.99]}, ("betas",)),
+])
+def test_onecycle_leaves_momentum_and_betas_alone_by_default(make_config, optim, keys):
+    """Issue 7 item 3: torch's OneCycleLR cycles momentum (beta1) unless told not to; dltrain
+    does so only with sched.cycle_momentum=true."""
+    for cycle in (False, True):
+        config = make_config(optim=optim, sched={"name": "onecycle", "cycle_momentum": cycle},
+                             trainer={"epochs": EPOCHS})
+        optimizer = build_optimizer(config.optim, tiny_model(), weight_decay=0.0)
+        before = [{k: g[k] for k in keys} for g in optimizer.param_groups]
+        schedule = build_schedule(config.sched, optimizer, epochs=EPOCHS, steps_per_epoch=STEPS,
+                                  base_lr=0.1, mode="min")
+        seen = []
+        for _ in range(EPOCHS * STEPS):
+            optimizer.step()
+            schedule.after_step()
+            seen.append([{k: g[k] for k in keys} for g in optimizer.param_groups])
+        if cycle:
+            assert any(s != before for s in seen), "cycle_momentum=true should cycle"
+        else:
+            assert all(s == before for s in seen)
+
+
+def test_onecycle_ends_its_anneal_when_a_singleton_batch_is_dropped(make_config):
+    """Issue 7 item 4: with batch norm a last batch of one sample is not trained on; the per-step
+    schedule counts the steps really taken, so the lr ends at onecycle's final value."""
+    from dltrain.train.loop import Callback, fit
+    from dltrain.train.run import build_job
+
+    probe = build_job(make_config())
+    n = len(probe.data.train)
+    batch_size = next(b for b in range(64, n) if n % b == 1)
+    config = make_config(optim={"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                         sched={"name": "onecycle"}, regularization={"batch_norm": True},
+                         trainer={"epochs": 2, "batch_size": batch_size})
+    job = build_job(config)
+
+    class LastStepLR(Callback):  # on_step runs after the step and its schedule step
+        used = [0.1]
+
+        def on_step(self, job, batch, running):
+            self.used.append(job.optimizer.param_groups[0]["lr"])
+
+    recorder = LastStepLR()
+    state = fit(job, [recorder])
+    sched = job.schedule.scheduler
+    assert state.step == sched.total_steps == 2 * (n // batch_size)
+    final = 0.1 / 25.0 / 1e4  # max_lr / div_factor / final_div_factor (torch defaults)
+    assert recorder.used[-2] == pytest.approx(final, rel=1e-9)  # the lr of the last step taken

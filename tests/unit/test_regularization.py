@@ -82,7 +82,8 @@ def test_split_decay_leaves_out_frozen_parameters():
 def make_job(config, model) -> Job:
     optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay)
     return Job(
-        config=config, model=model, criterion=nn.CrossEntropyLoss(), optimizer=optimizer,
+        config=config, model=model, criterion=nn.CrossEntropyLoss(),
+        eval_criterion=nn.CrossEntropyLoss(), optimizer=optimizer,
         schedule=Schedule(None, "none"), data=None, device=torch.device("cpu"),
         generator=torch.Generator(), monitor="val_loss", mode="min",
         l1_params=split_decay(model)[0],
