@@ -4,6 +4,7 @@ monitored metric (failed jobs last, with their reason) and the replay command of
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,8 @@ from typing import Dict, List
 
 import pytest
 
-from .helpers import (TINY, assert_ok, assert_png, dltrain, read_csv, read_json, read_yaml,
-                      run_together)
+from .helpers import (TINY, assert_ok, assert_png, assert_user_error, dltrain, read_csv,
+                      read_json, read_yaml, run_together)
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +149,32 @@ def test_seed_sweep_shows_mean_and_std_over_seeds(sweeps):
             a, b = (float(row[metric]) for row in rows)
             mean, std = (a + b) / 2, abs(a - b) / math.sqrt(2)  # sample std of two values
             assert cell == f"{mean:.4g} ± {std:.2g}", (optim, metric, cell)
+
+
+HPO = ["-m", "hpo=digits_mlp", "trainer.monitor=val_acc", "hydra.sweeper.n_trials=3",
+       "trainer.epochs=2", *TINY]
+
+
+def test_hpo_maximizes_val_acc_and_agrees_with_the_best_job(tmp_path):
+    """Issue 7, item 6: the study's direction follows trainer.monitor, so with val_acc Optuna
+    maximizes, and its best value is the best job of dltrain's own summary."""
+    sweep_dir = tmp_path / "hpo"
+    proc = assert_ok(dltrain([*HPO, f"hydra.sweep.dir={sweep_dir}"], tmp_path))
+    assert "Directions: ['maximize']" in proc.stdout, proc.stdout
+    accs = {job.name: read_json(job / "summary.json")["best_val_acc"]
+            for job in sweep_dir.iterdir() if (job / "summary.json").is_file()}
+    assert len(accs) == 3 and len(set(accs.values())) == 3, accs  # else any direction agrees
+    best_value = read_yaml(sweep_dir / "optimization_results.yaml")["best_value"]
+    best_job = re.search(r"^best job: (\d+) \(best_val_acc = ", proc.stdout, re.M).group(1)
+    assert best_value == max(accs.values()) == accs[best_job]
+
+
+def test_hpo_refuses_a_direction_against_the_monitor(tmp_path):
+    """Issue 7, item 6: a hand-set direction that would search for worse models is refused
+    before any job runs."""
+    sweep_dir = tmp_path / "hpo"
+    proc = dltrain([*HPO, "hydra.sweeper.direction=minimize", f"hydra.sweep.dir={sweep_dir}"],
+                   tmp_path)
+    assert_user_error(proc, "hydra.sweeper.direction=minimize contradicts trainer.monitor=val_acc")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not sweep_dir.exists()
