@@ -44,7 +44,7 @@ def iterate(
     order = torch.randperm(n, generator=generator) if shuffle else None
     bounds = _bounds(n, batch_size, drop_singleton)[skip:]
     if isinstance(split, StreamSplit):
-        yield from _stream(split, bounds, order)
+        yield from _stream(split, bounds, order, generator)
         return
     if order is not None:
         order = order.to(split.x.device, non_blocking=True)  # n indices once per epoch
@@ -66,14 +66,19 @@ def _bounds(n: int, batch_size: int, drop_singleton: bool) -> List[Tuple[int, in
     return bounds
 
 
-def _stream(split: StreamSplit, bounds: List[Tuple[int, int]],
-            order: Optional[torch.Tensor]) -> Iterator[Batch]:
+def _stream(split: StreamSplit, bounds: List[Tuple[int, int]], order: Optional[torch.Tensor],
+            generator: Optional[torch.Generator]) -> Iterator[Batch]:
     from torch.utils.data import DataLoader
 
     indices = order.tolist() if order is not None else range(len(split))
     batches = [list(indices[start:stop]) for start, stop in bounds]
+    # the DataLoader draws its workers' base seed from this generator: without one it would draw
+    # from the global RNG, which a mid-epoch resume restores to after that draw, shifting every
+    # dropout mask that follows. Evaluation gets a fixed one: it needs no randomness.
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
     loader = DataLoader(split.dataset, batch_sampler=batches, num_workers=split.num_workers,
-                        pin_memory=split.device.type == "cuda")
+                        pin_memory=split.device.type == "cuda", generator=generator)
     for x, y in read_loader(loader):
         x = x.to(split.device, non_blocking=True)
         y = y.to(split.device, non_blocking=True)

@@ -135,3 +135,48 @@ def test_unreadable_image_names_the_file(folder, mode):
     message = error_of(folder_config(folder, **mode))
     assert message.startswith(f"cannot read image {bad}")
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_streamed_run_resumes_exactly_after_sigterm_mid_epoch(folder, tmp_path):
+    """Issue 7 item 7: a streamed image folder (max_memory_mb=0, worker processes) stopped by
+    SIGTERM inside an epoch and resumed gives the weights and metrics.csv of an uninterrupted
+    run, with dropout drawing random masks in every step."""
+    import io
+    import os
+    import signal
+
+    from rich.console import Console
+
+    from dltrain import runs
+    from dltrain.checkpoint import load_checkpoint
+    from dltrain.train.loop import Callback, TrainingInterrupted
+    from dltrain.train.run import run_training
+    from data_support import config
+
+    cfg = config({"name": "image_folder", "path": str(folder), "image_size": 8,
+                  "max_memory_mb": 0, "num_workers": 1}, model="mlp", epochs=2, batch_size=4)
+    cfg.regularization.dropout = 0.3
+    quiet = Console(file=io.StringIO())
+
+    class SigtermAt(Callback):
+        def on_step(self, job, batch, running):
+            if job.state.step == 7:  # 18 training images in 5 batches: epoch 2, its second
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_training(cfg, straight, quiet)
+    with pytest.raises(TrainingInterrupted):
+        run_training(cfg, stopped, quiet, callbacks=[SigtermAt()])
+    last = load_checkpoint(stopped / runs.CHECKPOINTS / runs.LAST)
+    assert (last["epoch"], last["batch"]) == (1, 2)
+    run_training(cfg, stopped, quiet, resume=True)
+
+    def weights(root):
+        return load_checkpoint(root / runs.CHECKPOINTS / runs.LAST)["model"]
+
+    a, b = weights(straight), weights(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timing = ("epoch_time_s", "samples_per_s")
+    rows = [[{k: v for k, v in row.items() if k not in timing}
+             for row in runs.read_metrics(root / runs.METRICS)] for root in (straight, stopped)]
+    assert rows[0] == rows[1] and len(rows[0]) == 2
