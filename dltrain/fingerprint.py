@@ -1,0 +1,374 @@
+"""What a run's data was, recorded in run.yaml, so that eval, replay and resume use the same data.
+
+:func:`fingerprint` describes the data a config selects as a plain dict; :func:`compare` says, one
+line per difference, how two such dicts differ. What a fingerprint holds depends on where the
+data come from:
+
+* files of the user's (``csv``, ``npz``) and the torchvision sets: size and sha256 of each file
+  the loader reads, under ``"files"``;
+* a folder of images (``image_folder``): the number of image files, their total size and a sha256
+  over the sorted list of (relative path, size), with the count and size per class folder, under
+  ``"folders"``. The contents are not hashed: see :func:`folder_entry`;
+* generated sets (``sine``, ``adding``, ``synthetic``): the config values that draw them, under
+  ``"generated"``, and the NumPy version whose random generator draws them, under ``"library"``;
+* bundled sets (``digits``, ``diabetes``): the scikit-learn version, and its data files.
+
+Files are streamed in chunks: a fingerprint never holds a file in memory. Nothing here imports
+torch or torchvision (this runs before any data are loaded), so the few facts this module needs
+from the loaders - where torchvision keeps its files, which names are images - are copied here
+and pinned against the loaders by tests/unit/test_fingerprint.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from dltrain.errors import UserError
+from dltrain.schema import DataConfig
+
+# bump when what a fingerprint holds changes meaning (e.g. folder digests that hash contents)
+FORMAT = 1
+CHUNK = 1 << 20  # bytes read at a time when hashing a file
+
+# torchvision.datasets.folder.IMG_EXTENSIONS: the files ImageFolder takes for images
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# dltrain.data.torchvision_sets: where the files of the built-in image sets live
+ROOT_ENV = "DLTRAIN_DATA"
+DEFAULT_ROOT = "~/.cache/dltrain/data"
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# the files torchvision's dataset classes read, relative to the data root
+VISION_FILES: Dict[str, Tuple[str, ...]] = {
+    "mnist": tuple(f"MNIST/raw/{f}" for f in _MNIST_FILES),
+    "fashion_mnist": tuple(f"FashionMNIST/raw/{f}" for f in _MNIST_FILES),
+    "cifar10": tuple(f"cifar-10-batches-py/{f}" for f in (
+        "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+        "test_batch", "batches.meta")),
+}
+# torchvision's MNIST reads these instead of the raw files when both exist (its old cache)
+_MNIST_LEGACY = ("processed/training.pt", "processed/test.pt")
+# the scikit-learn files dltrain.data.sklearn_sets reads (its fallback loaders give the same data)
+BUNDLED_FILES: Dict[str, Tuple[str, ...]] = {
+    "digits": ("digits.csv.gz",),
+    "diabetes": ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"),
+}
+# data config fields that choose how the samples are split or labelled, not which samples there
+# are; config.yaml records them, and rerun compares configs
+_SPLIT_FIELDS = {"name", "task", "val_fraction", "test_fraction"}
+# the library whose code makes the samples of a generated or bundled set
+_LIBRARY = {"sine": "numpy", "adding": "numpy", "synthetic": "numpy",
+            "digits": "scikit-learn", "diabetes": "scikit-learn"}
+
+
+# ---------------------------------------------------------------------------------------------
+# fingerprint
+def fingerprint(cfg: DataConfig) -> Dict[str, Any]:
+    """A YAML-safe description of the data ``cfg`` selects (see the module docstring).
+
+    Raises :class:`UserError` naming a file or folder that is missing or unreadable. For mnist,
+    fashion_mnist and cifar10, call it once the loader has run: the loader downloads and unpacks.
+    """
+    try:
+        describe = _SOURCES[cfg.name]
+    except KeyError:
+        raise LookupError(f"dltrain.fingerprint has no rule for data={cfg.name}") from None
+    return {"format": FORMAT, "name": cfg.name, **describe(cfg)}
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's contents, read in chunks."""
+    with open(path, "rb") as f:
+        if hasattr(hashlib, "file_digest"):  # Python >= 3.11: reads into one reused buffer
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        h = hashlib.sha256()
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+        return h.hexdigest()
+
+
+def file_entry(path: str) -> Dict[str, Any]:
+    try:
+        return {"size": os.stat(path).st_size, "sha256": file_sha256(path)}
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def folder_entry(root: str) -> Dict[str, Any]:
+    """Count, total size and digest of the images torchvision's ImageFolder takes from ``root``
+    (every file with an image extension below a class sub-folder, symbolic links followed).
+
+    Only the list of (relative path, size) is hashed, not the contents: a listing costs a stat
+    per file, hashing costs a full read. scripts/bench_fingerprint.py, 1 GiB (2 shared cores,
+    a VM disk): in 1,000 files the listing takes 4 ms, sha256 of the contents 2.0 s from disk
+    (1.4 times a plain read) and 1.2 s from the page cache; in 100,000 files 0.4 s against 13 s.
+    That would be minutes for an ImageNet-sized folder, at every eval and resume. A file added,
+    removed, renamed, moved to another class or changed in size is caught; an image rewritten in
+    place at exactly the same size is not.
+    """
+    try:
+        classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    except OSError as e:
+        raise UserError(f"cannot read the folder {root}: {e.strerror or e}") from None
+    listing: List[Tuple[str, int]] = []
+    per_class: Dict[str, Dict[str, int]] = {}
+    start = len(os.path.join(root, ""))  # paths below root begin with root and a separator
+    for name in classes:
+        count = total = 0
+        # os.walk as ImageFolder walks (it skips sub-folders it cannot list, as the loader does);
+        # string slicing, not os.path.relpath, which costs more than the stat on 100,000 files
+        for folder, _, files in os.walk(os.path.join(root, name), followlinks=True):
+            for file in files:
+                if not file.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                path = folder + os.sep + file
+                try:
+                    size = os.stat(path).st_size
+                except OSError as e:
+                    raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+                listing.append((path[start:].replace(os.sep, "/"), size))
+                count, total = count + 1, total + size
+        per_class[name] = {"files": count, "bytes": total}
+    digest = hashlib.sha256()
+    for rel, size in sorted(listing):
+        # NUL cannot occur in a file name, so no two listings give the same bytes
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0" + str(size).encode() + b"\n")
+    return {"files": len(listing), "bytes": sum(size for _, size in listing),
+            "digest": digest.hexdigest(), "classes": per_class}
+
+
+def _absolute(path: str) -> str:
+    # abspath, not resolve(): the user's own spelling of a symbolic link is the one to show
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _file_set(cfg: Any) -> Dict[str, Any]:
+    path = _absolute(cfg.path)
+    if not os.path.exists(path):
+        raise UserError(f"data.path={path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"data.path={path} is a folder; data={cfg.name} needs a file")
+    return {"files": {path: file_entry(path)}}
+
+
+def _folder_set(cfg: Any) -> Dict[str, Any]:
+    path = _absolute(cfg.path)
+    if not os.path.isdir(path):
+        what = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+        raise UserError(f"data.path={path} {what}; data={cfg.name} needs a folder with one "
+                        "sub-folder of images per class")
+    return {"folders": {path: folder_entry(path)}}
+
+
+def _vision_set(cfg: Any) -> Dict[str, Any]:
+    root = _absolute(cfg.root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+    names = VISION_FILES[cfg.name]
+    if cfg.name != "cifar10":
+        folder = os.path.dirname(os.path.dirname(names[0]))  # MNIST, FashionMNIST
+        legacy = tuple(f"{folder}/{f}" for f in _MNIST_LEGACY)
+        if all(os.path.isfile(os.path.join(root, f)) for f in legacy):
+            names = legacy
+    files = {}
+    for name in names:
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            raise UserError(f"data={cfg.name}: {path} is missing (dltrain's loader downloads and "
+                            f"unpacks it; data.root or ${ROOT_ENV} choose the folder)")
+        files[path] = file_entry(path)
+    return {"files": files}
+
+
+def _library(name: str) -> Dict[str, str]:
+    library = _LIBRARY[name]
+    try:
+        version = metadata.version(library)
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return {library: version}
+
+
+def _generated_set(cfg: Any) -> Dict[str, Any]:
+    params = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+              if f.name not in _SPLIT_FIELDS}
+    return {"generated": params, "library": _library(cfg.name)}
+
+
+def _bundled_set(cfg: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"library": _library(cfg.name)}
+    spec = find_spec("sklearn")  # finds the package without importing it (over a second)
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+        paths = [data / name for name in BUNDLED_FILES[cfg.name]]
+        if all(p.is_file() for p in paths):
+            out["files"] = {str(p): file_entry(str(p)) for p in paths}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+_SOURCES: Dict[str, Callable[[Any], Dict[str, Any]]] = {
+    "csv": _file_set,
+    "npz": _file_set,
+    "image_folder": _folder_set,
+    "mnist": _vision_set,
+    "fashion_mnist": _vision_set,
+    "cifar10": _vision_set,
+    "digits": _bundled_set,
+    "diabetes": _bundled_set,
+    "sine": _generated_set,
+    "adding": _generated_set,
+    "synthetic": _generated_set,
+}
+NAMES = tuple(_SOURCES)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+def compare(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
+    """The differences between two fingerprints, one line each, naming the file, folder or
+    parameter and what changed; empty when the data are the same.
+
+    Tolerant of a fingerprint written by an older dltrain: a section or parameter the recorded one
+    lacks is not compared. A file found at another path with the same contents is the same data.
+    """
+    if recorded.get("name", current.get("name")) != current.get("name"):
+        return [f"data: {recorded.get('name')} → {current.get('name')}"]
+    name = current.get("name")
+    out: List[str] = []
+    for key, old, new in _paired(recorded.get("files"), current.get("files")):
+        out += _file_change(key, old, new)
+    for key, old, new in _paired(recorded.get("folders"), current.get("folders")):
+        out += _folder_change(key, old, new)
+    old_params, new_params = recorded.get("generated") or {}, current.get("generated") or {}
+    for param in [p for p in new_params if p in old_params]:
+        if old_params[param] != new_params[param]:
+            out.append(f"data.{param}: {old_params[param]} → {new_params[param]}")
+    old_libs, new_libs = recorded.get("library") or {}, current.get("library") or {}
+    for library in [lib for lib in new_libs if lib in old_libs]:
+        if old_libs[library] != new_libs[library]:
+            what = "draws" if "generated" in current else "provides"
+            out.append(f"{library} {old_libs[library]} → {new_libs[library]} "
+                       f"(it {what} the samples of data={name})")
+    return out
+
+
+Entry = Optional[Mapping[str, Any]]
+
+
+def _paired(recorded: Any, current: Any) -> List[Tuple[str, Entry, Entry]]:
+    """(label, recorded entry, current entry) for the files (or folders) of two fingerprints:
+    paired by path, then by file name, then, when one of each is left, with each other (the data
+    moved: a replay on another machine, a renamed file). ``None`` stands for a missing side."""
+    if recorded is None or current is None:
+        return []
+    old, new = dict(recorded), dict(current)
+    pairs: List[Tuple[str, Entry, Entry]] = []
+    for path in [p for p in new if p in old]:
+        pairs.append((path, old.pop(path), new.pop(path)))
+    for path in list(new):
+        same_name = [p for p in old if os.path.basename(p) == os.path.basename(path)]
+        if len(same_name) == 1:
+            pairs.append((f"{same_name[0]} → {path}", old.pop(same_name[0]), new.pop(path)))
+    if len(old) == 1 and len(new) == 1:
+        (a, entry_a), (b, entry_b) = old.popitem(), new.popitem()
+        pairs.append((f"{a} → {b}", entry_a, entry_b))
+    pairs += [(p, e, None) for p, e in old.items()]
+    pairs += [(p, None, e) for p, e in new.items()]
+    return pairs
+
+
+def _file_change(label: str, old: Entry, new: Entry) -> List[str]:
+    if old is None:
+        return [f"{label}: a new file of the data ({_bytes(new.get('size'))})"]
+    if new is None:
+        return [f"{label}: no longer part of the data (was {_bytes(old.get('size'))})"]
+    if old.get("sha256") == new.get("sha256") and old.get("size") == new.get("size"):
+        return []
+    a, b = old.get("size"), new.get("size")
+    size = f"same size ({_number(a)} bytes)" if a == b else f"{_number(a)} → {_number(b)} bytes"
+    return [f"{label} changed: {size}, sha256 {_short(old.get('sha256'))} → "
+            f"{_short(new.get('sha256'))}"]
+
+
+def _folder_change(label: str, old: Entry, new: Entry) -> List[str]:
+    if old is None:
+        return [f"{label}: a new folder of the data ({_files(new)})"]
+    if new is None:
+        return [f"{label}: no longer part of the data (had {_files(old)})"]
+    if old.get("digest") == new.get("digest"):
+        return []
+    if old.get("files") != new.get("files"):
+        line = (f"{label}: {_number(old.get('files'))} → {_number(new.get('files'))} files "
+                f"({_sizes(old.get('bytes'), new.get('bytes'))})")
+    elif old.get("bytes") != new.get("bytes"):
+        line = (f"{label}: the same number of files ({_number(new.get('files'))}), "
+                f"{_sizes(old.get('bytes'), new.get('bytes'))}")
+    else:
+        line = (f"{label}: the same {_files(new)} in total, but files were renamed, moved, "
+                "or replaced by files of another size")
+    classes = _class_changes(old.get("classes"), new.get("classes"))
+    return [line + (f"; {classes}" if classes else "")]
+
+
+def _class_changes(old: Any, new: Any, shown: int = 5) -> str:
+    """The class folders whose count or size changed, the first ``shown`` of them."""
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return ""
+    parts = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        if a is None:
+            parts.append(f"{name}/ is new ({_files(b)})")
+        elif b is None:
+            parts.append(f"{name}/ is gone (had {_files(a)})")
+        elif a.get("files") != b.get("files"):
+            parts.append(f"{name}/ {_number(a.get('files'))} → {_number(b.get('files'))} files")
+        else:
+            parts.append(f"{name}/ {_sizes(a.get('bytes'), b.get('bytes'))}")
+    more = f" and {len(parts) - shown} more class folders" if len(parts) > shown else ""
+    return ", ".join(parts[:shown]) + more
+
+
+def _files(entry: Mapping[str, Any]) -> str:
+    n = entry.get("files")
+    return f"{_number(n)} {'file' if n == 1 else 'files'}, {_bytes(entry.get('bytes'))}"
+
+
+def _number(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def _bytes(n: Any) -> str:
+    """A size in decimal units, as file managers show it: 950 bytes, 4.1 KB, 1.2 MB."""
+    if not isinstance(n, int) or n < 1000:
+        return f"{n} bytes"
+    value, unit = float(n), "bytes"
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 1000:
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _sizes(a: Any, b: Any) -> str:
+    """``a → b`` in units, or in bytes where the rounded units would read the same."""
+    if a == b:
+        return _bytes(a)
+    if _bytes(a) == _bytes(b):
+        return f"{_number(a)} → {_number(b)} bytes"
+    return f"{_bytes(a)} → {_bytes(b)}"
+
+
+def _short(sha: Any) -> str:
+    return f"{sha[:6]}…" if isinstance(sha, str) else str(sha)
