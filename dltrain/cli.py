@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import os
 import re
@@ -22,11 +23,13 @@ from typing import Callable, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dltrain import schema
+from dltrain import runs, schema
 from dltrain.errors import UserError
 from dltrain.registry import unknown_name
 
 UID_ENV = "DLTRAIN_RUN_UID"
+# a replay accepted with --allow-data-change hands the differences to the run it starts
+DATA_CHANGE_ENV = "DLTRAIN_DATA_CHANGES_ALLOWED"
 # the command the user typed, for run.yaml (replay hands Hydra a different command line)
 _invocation: List[str] = ["dltrain", *sys.argv[1:]]
 
@@ -58,9 +61,17 @@ def _remove_if_untrained(run_dir: Path) -> None:
     (a folder with checkpoints or metrics is never touched)."""
     if not run_dir.is_dir():
         return
-    leftovers = {p.name for p in run_dir.iterdir()} - {".hydra"}
+    leftovers = {p.name for p in run_dir.iterdir()} - {".hydra", runs.LOCK}
     if all(name.endswith(".log") for name in leftovers):
         shutil.rmtree(run_dir, ignore_errors=True)
+        # and the folders Hydra made for it (outputs/DATE/), up to outputs/, when left empty
+        if any(p.name == "outputs" for p in run_dir.parents):
+            for parent in run_dir.parents:
+                if not parent.is_dir() or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+                if parent.name == "outputs":
+                    break
 
 
 def train_task(cfg: DictConfig) -> Optional[float]:
@@ -80,7 +91,9 @@ def train_task(cfg: DictConfig) -> Optional[float]:
         from dltrain.train.run import run_training
 
         try:
-            summary = run_training(config, run_dir, console, command=_invocation)
+            allowed = json.loads(os.environ.get(DATA_CHANGE_ENV, "[]"))
+            summary = run_training(config, run_dir, console, command=_invocation,
+                                   record={"data_changes_allowed": allowed} if allowed else None)
         except TrainingInterrupted as e:
             interrupted(run_dir, e.signum)
     except KeyboardInterrupt:
@@ -106,8 +119,6 @@ def train_task(cfg: DictConfig) -> Optional[float]:
 
 def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
     """A sweep job that could not train still leaves a summary.json saying why."""
-    from dltrain import runs
-
     summary = {"status": "failed", "reason": reason}
     runs.write_json(run_dir / runs.SUMMARY, summary)
     return summary
@@ -182,6 +193,9 @@ def compose(overrides: List[str]) -> schema.TrainConfig:
 def _setup_hydra() -> None:
     schema.register_configs()
     OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
+    from dltrain import hpo
+
+    OmegaConf.register_new_resolver(hpo.RESOLVER, hpo.direction, replace=True)
 
 
 def check_output_dirs(argv: List[str]) -> None:
@@ -252,14 +266,24 @@ def cmd_replay(argv: List[str]) -> int:
     parser = _parser("replay", "a new run with the saved config of RUN, plus overrides")
     parser.add_argument("run", metavar="RUN", nargs="?")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    _allow_data_change(parser)
     args = _parse(parser, argv, "run")
-    from dltrain.rerun import SAVED_CONFIG, apply_overrides, run_folder, saved_config
+    from dltrain.rerun import (SAVED_CONFIG, apply_overrides, check_data, recorded_changes,
+                               run_folder, saved_config)
 
     root = run_folder(args.run)
-    apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists
+    config = apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists
+    if not any(o.startswith("data.") for o in args.overrides):  # asked for other data: no check
+        allowed = check_data(root, config, args.allow_data_change)
+        if allowed:
+            os.environ[DATA_CHANGE_ENV] = json.dumps(allowed)  # recorded by the new run
     now = datetime.datetime.now()
     run_dir = Path("outputs") / now.strftime("%Y-%m-%d") / f"{now:%H-%M-%S}-{run_uid()}"
-    console.print(f"replaying {root}", markup=False)
+    console.print(f"replaying {root} with its original config", markup=False)
+    changes = recorded_changes(root)
+    if changes:
+        console.print("not replayed: the changes its resumes accepted\n  " + "\n  ".join(changes)
+                      + "\n(add them as overrides to train with them from the start)", markup=False)
     run_hydra(["--config-path", str((root / SAVED_CONFIG).parent.resolve()), "--config-name", "config",
                f"hydra.run.dir={run_dir}", "hydra/job_logging=none", *args.overrides])
     return 0
@@ -273,19 +297,26 @@ def cmd_resume(argv: List[str]) -> int:
                         help="e.g. trainer.epochs=50 to extend a finished run")
     parser.add_argument("--allow-changes", action="store_true",
                         help="accept overrides that change the maths of the run (recorded in run.yaml)")
+    _allow_data_change(parser)
     args = _parse(parser, argv, "run")
     from dltrain.rerun import prepare_resume
 
-    root, config, changes = prepare_resume(args.run, args.overrides, args.allow_changes)
+    plan = prepare_resume(args.run, args.overrides, args.allow_changes, args.allow_data_change)
     from dltrain.train.loop import TrainingInterrupted
     from dltrain.train.run import run_training
 
     try:
-        summary = run_training(config, root, console, resume=True, changes=changes,
+        summary = run_training(plan.config, plan.root, console, resume=True, event=plan.event,
                                command=_invocation)
     except TrainingInterrupted as e:
-        interrupted(root, e.signum)
+        interrupted(plan.root, e.signum)
     return 1 if summary["status"] == "failed" else 0
+
+
+def _allow_data_change(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="go on although the data differ from the run's recorded "
+                             "fingerprint (recorded)")
 
 
 def cmd_eval(argv: List[str]) -> int:
@@ -293,10 +324,11 @@ def cmd_eval(argv: List[str]) -> int:
     parser.add_argument("target", metavar="RUN_OR_CHECKPOINT")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _allow_data_change(parser)
     args = parser.parse_args(argv)
     from dltrain.evaluate import run_eval
 
-    run_eval(args.target, args.split, args.device, console)
+    run_eval(args.target, args.split, args.device, console, allow_data_change=args.allow_data_change)
     return 0
 
 

@@ -18,9 +18,15 @@ from dltrain import runs, schema
 from dltrain.checkpoint import load_checkpoint
 from dltrain.data.batching import iterate
 from dltrain.errors import UserError
+from dltrain.rerun import check_data
 from dltrain.train.loop import Job, evaluate
 
-EVAL = "eval.json"
+
+
+def eval_file(split: str) -> str:
+    """One file per split: evaluating val never overwrites the test result."""
+    return f"eval_{split}.json"
+
 
 
 def locate(target: str) -> Tuple[Path, Path]:
@@ -66,7 +72,8 @@ def classification_report(out: torch.Tensor, y: torch.Tensor, names) -> Dict[str
             "confusion_matrix": confusion.tolist(), "class_names": names}
 
 
-def run_eval(target: str, split: str, device: str, console: Console) -> Dict[str, Any]:
+def run_eval(target: str, split: str, device: str, console: Console, *,
+             allow_data_change: bool = False) -> Dict[str, Any]:
     from dltrain.train.run import build_job  # the same construction as training
 
     if not schema.DEVICE_PATTERN.match(device):
@@ -77,6 +84,7 @@ def run_eval(target: str, split: str, device: str, console: Console) -> Dict[str
         raise UserError(f"{ckpt_path} is not a dltrain checkpoint (no config or model in it)")
     config = schema.load_config(ckpt["config"])
     config.trainer.device = device
+    data_changes = check_data(root, config, allow_data_change)
     job = build_job(config)
     job.model.load_state_dict(ckpt["model"])
     data = job.data.test if split == "test" else job.data.val
@@ -89,9 +97,12 @@ def run_eval(target: str, split: str, device: str, console: Console) -> Dict[str
         std = torch.tensor(info.target_std or (1.0,) * info.num_outputs)
         result[f"{split}_mse"] = ((out - y) * std).square().mean().item()
     result.update({"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch"), "samples": len(y)})
-    runs.write_json(root / EVAL, result)
+    if data_changes:
+        result["data_changes_allowed"] = data_changes
+    path = root / eval_file(split)
+    runs.write_json(path, result)
     print_report(result, split, console)
-    console.print(f"wrote {root / EVAL}", markup=False)
+    console.print(f"wrote {path}", markup=False)
     return result
 
 

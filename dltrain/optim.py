@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+import warnings
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from dltrain.registry import Registry
-from dltrain.schema import OptimConfig, SchedConfig, fields_of
+from dltrain.schema import OptimConfig, PlateauSchedConfig, SchedConfig, fields_of
 
 OPTIMIZERS: Registry = Registry("optimizer")
 OPTIMIZERS.register("sgd")(torch.optim.SGD)
@@ -52,35 +53,53 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module,
     return OPTIMIZERS.get(cfg.name)([g for g in groups if g["params"]], **kwargs)
 
 
-def set_hyperparameters(optimizer: torch.optim.Optimizer, schedule: "Schedule", cfg: OptimConfig,
-                        weight_decay: float, sched_cfg: SchedConfig, epochs: int) -> None:
-    """Put changed settings into an optimizer and schedule whose state came from a checkpoint
-    (a resume with --allow-changes). A new base lr rescales the current one, so a schedule
-    part-way through keeps its shape."""
+def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: OptimConfig,
+                        weight_decay: Optional[float]) -> None:
+    """Put ``cfg``'s settings (all but the lr) and the weight decay into an optimizer whose
+    state came from a checkpoint (a resume with --allow-changes)."""
     kwargs = fields_of(cfg)
-    new_lr = kwargs.pop("lr")
+    kwargs.pop("lr")
+    decay = default_weight_decay(cfg.name) if weight_decay is None else weight_decay
     for group in optimizer.param_groups:
-        base = group.get("initial_lr", group["lr"]) if schedule.scheduler is not None else group["lr"]
-        ratio = new_lr / base if base else 1.0
-        group["lr"] *= ratio
-        if "initial_lr" in group:
-            group["initial_lr"] *= ratio
         for key, value in kwargs.items():
             group[key] = tuple(value) if key == "betas" else value
         if group.get("name") == "decay":
-            group["weight_decay"] = weight_decay
-    sched = schedule.scheduler
-    if sched is None:
-        return
-    if hasattr(sched, "base_lrs"):
-        sched.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
-    for key, value in fields_of(sched_cfg).items():
-        if key == "min_lr":
-            sched.min_lrs = [value] * len(optimizer.param_groups)
-        elif hasattr(sched, key):
-            setattr(sched, key, value)
-    if hasattr(sched, "T_max"):  # cosine: its length follows trainer.epochs
-        sched.T_max = epochs
+            group["weight_decay"] = decay
+
+
+# schedules whose lr is a function of the position alone: changed settings are applied by
+# building the schedule anew and stepping it to where the run is
+REPLAYABLE = ("step", "cosine", "onecycle")
+
+
+def retune_schedule(schedule: "Schedule", cfg: SchedConfig, optimizer: torch.optim.Optimizer, *,
+                    lr: float, old_lr: float, epochs_done: int, steps_done: int,
+                    build: Callable[[], "Schedule"]) -> "Schedule":
+    """The schedule of a resumed run whose settings changed (``lr`` is the new optim.lr).
+
+    From the resume on, the lr is what a run started with the new settings would have at this
+    point (``build`` makes that schedule on ``optimizer``). A plateau schedule has no such
+    position: its lr is rescaled by ``lr / old_lr`` and its new factor, patience and min_lr
+    apply to its next reductions.
+    """
+    if cfg.name in REPLAYABLE:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+            group.pop("initial_lr", None)  # torch's schedulers keep a base lr they set once
+        schedule = build()
+        position = steps_done if schedule.interval == "step" else epochs_done
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": by design
+            warnings.simplefilter("ignore")
+            for _ in range(position):
+                schedule.scheduler.step()
+        return schedule
+    for group in optimizer.param_groups:
+        group["lr"] *= lr / old_lr
+    if isinstance(cfg, PlateauSchedConfig):
+        sched = schedule.scheduler
+        sched.factor, sched.patience = cfg.factor, cfg.patience
+        sched.min_lrs = [cfg.min_lr] * len(optimizer.param_groups)
+    return schedule
 
 
 class Schedule:

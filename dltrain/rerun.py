@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -16,15 +16,41 @@ from omegaconf.errors import OmegaConfBaseException
 from dltrain import runs, schema
 from dltrain.errors import UserError
 
-SAVED_CONFIG = Path(".hydra") / "config.yaml"
+SAVED_CONFIG = runs.SAVED_CONFIG
 
 # values that may differ on resume without changing the maths of the run
 # (trainer.epochs only extends it, unless a schedule's length depends on it)
 FREE_ON_RESUME = {
     "trainer.epochs", "trainer.progress", "trainer.log_every", "trainer.device",
-    "trainer.eval_batch_size", "trainer.early_stopping.patience", "logger.name",
+    "trainer.eval_batch_size", "trainer.early_stopping.patience", "trainer.threads", "logger.name",
 }
 EPOCH_BOUND_SCHEDULES = ("cosine", "onecycle")
+
+# changes that --allow-changes still refuses: they could not take effect from the resume on
+REFUSED_ON_RESUME = {
+    "model.": "the saved weights belong to the old architecture",
+    "regularization.batch_norm": "it adds or removes layers that the saved weights lack or have",
+    "trainer.seed": "every generator continues from the checkpoint, so a new seed would change nothing",
+    "trainer.monitor": "best.pt and early stopping were chosen by the old metric",
+    "trainer.mode": "best.pt and early stopping were chosen by the old metric",
+}
+PATH_KEYS = ("data.path", "data.root")  # a moved data set: the fingerprint says if it is the same
+
+
+def refusal(change: "Change", new: schema.TrainConfig, mid_epoch: bool) -> Optional[str]:
+    """Why a resume cannot apply ``change``, or None when it can."""
+    key = change["key"]
+    if key == "regularization.dropout" and (change["from"] == 0) != (change["to"] == 0):
+        return "it adds or removes dropout layers, which moves the saved weights' names"
+    for prefix, reason in REFUSED_ON_RESUME.items():
+        if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
+            return reason
+    if key.startswith("data.") and key not in PATH_KEYS:
+        return "the run was trained and split on the old data"
+    if key == "trainer.batch_size" and (mid_epoch or new.sched.name == "onecycle"):
+        return ("the interrupted epoch's batches were cut for the old size" if mid_epoch else
+                "onecycle's length was counted in batches of the old size")
+    return None
 
 
 def run_folder(path: str) -> Path:
@@ -78,61 +104,106 @@ def _flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def differences(old: schema.TrainConfig, new: schema.TrainConfig) -> List[Tuple[str, Any, Any]]:
+Change = Dict[str, Any]  # {"key": dotted key, "from": old value, "to": new value}
+
+
+def differences(old: schema.TrainConfig, new: schema.TrainConfig) -> List[Change]:
     a, b = _flatten(dataclasses.asdict(old)), _flatten(dataclasses.asdict(new))
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [{"key": k, "from": a.get(k), "to": b.get(k)}
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def math_changes(old: schema.TrainConfig, new: schema.TrainConfig) -> List[str]:
+def describe(change: Change) -> str:
+    return f"{change['key']}: {change['from']!r} → {change['to']!r}"
+
+
+def math_changes(old: schema.TrainConfig, new: schema.TrainConfig) -> List[Change]:
     """The differences that would make a resumed run differ from an uninterrupted one."""
     out = []
-    for key, before, after in differences(old, new):
-        free = key in FREE_ON_RESUME
-        if key == "trainer.epochs" and new.sched.name in EPOCH_BOUND_SCHEDULES:
+    for change in differences(old, new):
+        free = change["key"] in FREE_ON_RESUME
+        if change["key"] == "trainer.epochs" and new.sched.name in EPOCH_BOUND_SCHEDULES:
             free = False  # the schedule's length was fixed by the old epoch count
         if not free:
-            out.append(f"{key}: {before!r} → {after!r}")
+            out.append(change)
     return out
 
 
-def prepare_resume(path: str, overrides: List[str], allow_changes: bool) -> Tuple[Path, schema.TrainConfig, List[str]]:
+@dataclasses.dataclass
+class ResumePlan:
+    root: Path
+    config: schema.TrainConfig
+    event: Dict[str, Any]  # what run.yaml records about this resume (accepted changes)
+
+
+def prepare_resume(path: str, overrides: List[str], allow_changes: bool,
+                   allow_data_change: bool = False) -> ResumePlan:
+    """Check a resume before anything in the folder is touched.
+
+    The overrides apply to the config the run last trained with (last.pt's, which holds the
+    changes of earlier resumes); the saved .hydra/config.yaml stays the run's original config.
+    """
     root = run_folder(path)
     last = root / runs.CHECKPOINTS / runs.LAST
     if not last.is_file():
         raise UserError(f"{root} has no {runs.CHECKPOINTS}/{runs.LAST} to resume from "
                         "(it stopped before its first epoch ended): start it again instead")
-    raw = saved_config(root)
-    old = schema.load_config(raw)
-    new = apply_overrides(raw, overrides)
+    ckpt = _checkpoint(last)
+    current = ckpt.get("config") or saved_config(root)
+    old = schema.load_config(current)
+    new = apply_overrides(current, overrides)
     changes = math_changes(old, new)
     if changes and not allow_changes:
         raise UserError(
             "resuming with a config that changes the maths of the run:\n  "
-            + "\n  ".join(changes)
+            + "\n  ".join(map(describe, changes))
             + "\nresume with --allow-changes to accept (they are recorded in run.yaml), "
               f"or replay it as a new run: dltrain replay {root} {' '.join(overrides)}"
         )
-    if new.sched.name == "onecycle" and new.trainer.epochs != old.trainer.epochs:
-        raise UserError("a onecycle schedule cannot be extended: its length is fixed by "
-                        "trainer.epochs when the run started; replay with more epochs instead")
-    done = _epochs_done(last)
+    refused = [f"{describe(c)}: {reason}" for c in changes
+               if (reason := refusal(c, new, mid_epoch=bool(ckpt.get("batch"))))]
+    if refused:
+        raise UserError("a resume cannot apply these changes:\n  " + "\n  ".join(refused)
+                        + f"\nreplay it as a new run instead: dltrain replay {root} "
+                        + " ".join(overrides))
+    done = ckpt["epoch"]
     if done >= new.trainer.epochs:
         raise UserError(f"{root} already finished {done} epochs; to train on, extend it: "
                         f"dltrain resume {root} trainer.epochs=N (N > {done})")
-    return root, new, changes
+    event: Dict[str, Any] = {"changes": changes} if changes else {}
+    data_changes = check_data(root, new, allow_data_change)
+    if data_changes:
+        event["data_changes_allowed"] = data_changes
+    return ResumePlan(root, new, event)
 
 
-def _epochs_done(last: Path) -> int:
+def check_data(root: Path, config: schema.TrainConfig, allow: bool) -> List[str]:
+    """Compare the data ``config`` selects now with the fingerprint in run.yaml; stop with one
+    line naming what changed unless ``allow`` (then the differences are returned, to record)."""
+    from dltrain.fingerprint import compare, fingerprint
+
+    recorded = runs.read_record(root).get("data")
+    if not recorded:
+        return []  # a run folder from before fingerprints: nothing to compare with
+    changed = compare(recorded, fingerprint(config.data))
+    if changed and not allow:
+        raise UserError(f"the data of {root} changed since it trained: {changed[0]}"
+                        + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+                        + "; pass --allow-data-change to go on with the data as it is now")
+    return changed
+
+
+def recorded_changes(root: Path) -> List[str]:
+    """The changes earlier resumes accepted, one line each with the epoch they began at."""
+    return [f"{describe(c)} (from epoch {resume.get('from_epoch', 0) + 1})"
+            for resume in runs.read_record(root).get("resumes") or []
+            for c in resume.get("changes") or [] if isinstance(c, dict)]
+
+
+def _checkpoint(last: Path) -> Dict[str, Any]:
     from dltrain.checkpoint import load_checkpoint
 
-    epoch = load_checkpoint(last).get("epoch")
-    if not isinstance(epoch, int):
+    ckpt = load_checkpoint(last)
+    if not isinstance(ckpt.get("epoch"), int):
         raise UserError(f"{last} is not a dltrain checkpoint (no epoch in it)")
-    return epoch
-
-
-def save_config(root: Path, config: schema.TrainConfig) -> None:
-    """Keep .hydra/config.yaml the config the run now trains with (after an accepted change)."""
-    from dltrain.atomic import atomic_write_text
-
-    atomic_write_text(root / SAVED_CONFIG, OmegaConf.to_yaml(OmegaConf.create(schema.to_dict(config))))
+    return ckpt

@@ -25,6 +25,10 @@ from dltrain.registry import unknown_name
 
 TASKS = ("classification", "regression")
 
+# field metadata of a key that names a file or folder: a run resolves it to an absolute path
+# when it starts, so that its folder can be evaluated, replayed and resumed from anywhere
+PATH = {"path": True}
+
 
 # ---------------------------------------------------------------------------------------------
 # model
@@ -219,7 +223,8 @@ class TorchvisionDataConfig(DataConfig):
     not used); val_fraction of the official training set is held out for validation."""
 
     task: str = "classification"
-    root: Optional[str] = None  # null = $DLTRAIN_DATA, else ~/.cache/dltrain/data
+    # null = $DLTRAIN_DATA, else ~/.cache/dltrain/data
+    root: Optional[str] = field(default=None, metadata=PATH)
     download: bool = True
     augment: bool = False  # random crop with padding + horizontal flip, on whole batches
     val_fraction: float = 0.1
@@ -247,14 +252,14 @@ class AddingDataConfig(DataConfig):
 
 @dataclass
 class CSVDataConfig(DataConfig):
-    path: str = MISSING
+    path: str = field(default=MISSING, metadata=PATH)
     target: str = MISSING  # the column to predict; every other column is a feature
 
 
 @dataclass
 class ImageFolderDataConfig(DataConfig):
     task: str = "classification"
-    path: str = MISSING  # one sub-folder per class
+    path: str = field(default=MISSING, metadata=PATH)  # one sub-folder per class
     image_size: int = 32
     grayscale: bool = False
     # decode everything once into memory when the uint8 tensors fit in this many MiB,
@@ -265,7 +270,8 @@ class ImageFolderDataConfig(DataConfig):
 
 @dataclass
 class NpzDataConfig(DataConfig):
-    path: str = MISSING  # arrays x and y; optional x_val, y_val, x_test, y_test
+    # arrays x and y; optional x_val, y_val, x_test, y_test
+    path: str = field(default=MISSING, metadata=PATH)
 
 
 @dataclass
@@ -669,6 +675,22 @@ def keys_of_class(class_name: str) -> List[str]:
         if cls.__name__ == class_name:
             return [f.name for f in dataclasses.fields(cls)]
     return []
+
+
+def resolve_paths(config: TrainConfig) -> Dict[str, str]:
+    """Make every path key of ``config`` absolute (relative to the current directory), in
+    place; returns the values as they were typed, by dotted key."""
+    import os
+
+    typed = {}
+    for group in dataclasses.fields(config):
+        node = getattr(config, group.name)
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if f.metadata.get("path") and isinstance(value, str) and value:
+                typed[f"{group.name}.{f.name}"] = value
+                setattr(node, f.name, os.path.abspath(os.path.expanduser(value)))
+    return typed
 
 
 def fields_of(node: Any) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from rich.console import Console
@@ -24,10 +24,11 @@ from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_
 from dltrain.errors import UserError
 from dltrain.losses import build_eval_loss, build_loss
 from dltrain.models import build_model
-from dltrain.optim import build_optimizer, build_schedule, set_hyperparameters, split_decay
+from dltrain.fingerprint import fingerprint
+from dltrain.optim import (Schedule, build_optimizer, build_schedule, retune_schedule,
+                           set_hyperparameters, split_decay)
 from dltrain.plots import plot_curves
-from dltrain.rerun import save_config
-from dltrain.schema import TrainConfig, resolve_monitor, to_dict
+from dltrain.schema import TrainConfig, load_config, resolve_monitor, resolve_paths, to_dict
 from dltrain.train.callbacks import CheckpointWriter, TensorBoardLogger
 from dltrain.train.interrupt import StopOnSignal
 from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted,
@@ -52,12 +53,7 @@ def build_job(config: TrainConfig) -> Job:
     # the model is built after seeding so its initial weights depend on trainer.seed only
     model = build_model(config, info).to(device)
     optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay)
-    schedule = build_schedule(
-        config.sched, optimizer, epochs=trainer.epochs,
-        steps_per_epoch=num_batches(len(data.train), trainer.batch_size,
-                                    drop_singleton=drops_singleton(model)),
-        base_lr=config.optim.lr, mode=mode,
-    )
+    schedule = make_schedule(config, optimizer, model, len(data.train), mode)
     generator = torch.Generator().manual_seed(trainer.seed)
     data = dataclasses.replace(data, train=data.train.to(device), val=data.val.to(device),
                                test=data.test.to(device))
@@ -67,6 +63,28 @@ def build_job(config: TrainConfig) -> Job:
         schedule=schedule, data=data, device=device, generator=generator,
         monitor=monitor, mode=mode, l1_params=split_decay(model)[0],
     )
+
+
+def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                  n_train: int, mode: str) -> Schedule:
+    trainer = config.trainer
+    steps = num_batches(n_train, trainer.batch_size, drop_singleton=drops_singleton(model))
+    return build_schedule(config.sched, optimizer, epochs=trainer.epochs, steps_per_epoch=steps,
+                          base_lr=config.optim.lr, mode=mode)
+
+
+def apply_changes(job: Job, old: TrainConfig) -> None:
+    """A resume accepted changed settings (--allow-changes): the optimizer and the schedule
+    restored from the checkpoint take them from here on. The model, the loss and the trainer's
+    per-step settings were already built from the new config."""
+    config = job.config
+    set_hyperparameters(job.optimizer, config.optim, config.regularization.weight_decay)
+    job.schedule = retune_schedule(
+        job.schedule, config.sched, job.optimizer, lr=config.optim.lr, old_lr=old.optim.lr,
+        epochs_done=job.state.epoch, steps_done=job.state.step,
+        build=lambda: make_schedule(config, job.optimizer, job.model, len(job.data.train), job.mode))
+    if job.state.batch:  # inside an epoch: the rest of it runs at the new lr
+        job.state.epoch_lr = job.optimizer.param_groups[0]["lr"]
 
 
 # TrainState fields saved in and restored from a checkpoint, beside the state dicts
@@ -107,27 +125,44 @@ def restore(job: Job, ckpt: Dict[str, Any]) -> None:
 
 
 def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
-                 resume: bool = False, changes: Optional[List[str]] = None,
-                 command: Optional[List[str]] = None) -> Dict[str, Any]:
+                 resume: bool = False, event: Optional[Dict[str, Any]] = None,
+                 command: Optional[List[str]] = None, callbacks: Sequence[Callback] = (),
+                 record: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Train ``config`` into ``run_dir`` (from its last.pt when ``resume``); returns the summary,
-    also written to summary.json. Raises :class:`TrainingInterrupted` after saving last.pt when
-    a signal stops training."""
+    also written to summary.json. One process at a time trains in a folder (a lock).
+
+    ``event`` (resume only) goes into run.yaml's record of the resume; its ``changes`` (accepted
+    with --allow-changes) take effect from the resume on. ``record`` adds to a new run's run.yaml. A signal saves last.pt, writes an
+    interrupted summary and raises :class:`TrainingInterrupted`.
+    """
     run_dir = Path(run_dir)
+    with runs.locked(run_dir):
+        return _train(config, run_dir, console, resume=resume, event=event or {},
+                      command=command or ["dltrain", *sys.argv[1:]], callbacks=callbacks,
+                      record=record or {})
+
+
+def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool,
+           event: Dict[str, Any], command: List[str], callbacks: Sequence[Callback],
+           record: Dict[str, Any]) -> Dict[str, Any]:
+    typed_paths = resolve_paths(config)
     job = build_job(config)
     info = job.data.info
     if resume:
-        restore(job, load_checkpoint(run_dir / runs.CHECKPOINTS / runs.LAST, job.device))
-        # everything that can fail has been built: only now does the saved config change
-        save_config(run_dir, config)
-        if changes:  # accepted with --allow-changes: the new settings win over the saved ones
-            set_hyperparameters(job.optimizer, job.schedule, config.optim,
-                                config.regularization.weight_decay, config.sched,
-                                config.trainer.epochs)
+        ckpt = load_checkpoint(run_dir / runs.CHECKPOINTS / runs.LAST, job.device)
+        restore(job, ckpt)
+        if event.get("changes"):
+            apply_changes(job, load_config(ckpt["config"]))
         job.state.stop_reason = None  # asked for more epochs: an early stop no longer applies
         runs.write_metrics(run_dir / runs.METRICS, job.state.history)  # drop rows past last.pt
+    else:
+        # the saved config holds absolute paths, so the folder replays from any directory;
+        # run.yaml keeps them as typed
+        runs.save_config(run_dir, to_dict(config))
+        record = {"paths": typed_paths, "data": fingerprint(config.data), **record}
     runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
-                      versions=versions(), command=command or ["dltrain", *sys.argv[1:]],
-                      event={"from_epoch": job.state.epoch, "changes": changes or []} if resume else None)
+                      versions=versions(), command=command, extra=record,
+                      event={"from_epoch": job.state.epoch, **event} if resume else None)
 
     n_params = count_parameters(job.model)
     console.print(model_table(job.model, f"{config.model.name} on {info.name} "
@@ -140,32 +175,37 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
                   markup=False, highlight=False)
 
     writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job))
-    callbacks: List[Callback] = [writer]
+    hooks: List[Callback] = [writer, *callbacks]
     if config.logger.name == "tensorboard":
-        callbacks.append(TensorBoardLogger(run_dir))
+        hooks.append(TensorBoardLogger(run_dir))
     progress = make_progress(config.trainer.progress, console)
     if progress is not None:
-        callbacks.append(progress)
+        hooks.append(progress)
     start = time.perf_counter()
+
+    def finish(status: str) -> Dict[str, Any]:
+        summary = summarize(job, run_dir, status, time.perf_counter() - start, n_params)
+        runs.write_json(run_dir / runs.SUMMARY, summary)
+        plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
+        return summary
+
     status = "completed"
     # a signal after the last step waits for the summary: a finished run always gets one
     with StopOnSignal() as stop:
         try:
-            fit(job, callbacks, stop)
+            fit(job, hooks, stop)
         except TrainingDiverged as e:
             status, job.state.stop_reason = "failed", str(e)
         except TrainingInterrupted:
             writer.save_last(job, make_checkpoint(job))
+            finish("interrupted")  # the folder still describes itself: epochs done, best so far
             raise
         finally:
-            for cb in callbacks:
+            for cb in hooks:
                 cb.close()
-        train_time = time.perf_counter() - start
         if job.state.stop_reason and status == "completed":
             status = "early_stopped"
-        summary = summarize(job, run_dir, status, train_time, n_params)
-        runs.write_json(run_dir / runs.SUMMARY, summary)
-        plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
+        summary = finish(status)
     console.print(results_table(summary))
     return summary
 
@@ -175,7 +215,7 @@ def summarize(job: Job, run_dir: Path, status: str, train_time: float, n_params:
     info = job.data.info
     test: Dict[str, float] = {}
     best_path = run_dir / runs.CHECKPOINTS / runs.BEST
-    if status != "failed" and best_path.exists():
+    if status not in ("failed", "interrupted") and best_path.exists():
         job.model.load_state_dict(load_checkpoint(best_path, job.device)["model"])
         test = evaluate(job, job.data.test, "test")
     speeds = [row["samples_per_s"] for row in s.history]

@@ -53,12 +53,14 @@ def test_a_failed_resume_leaves_the_saved_config_alone(default_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(default_run.run_dir, run)
     config = digest(run / ".hydra" / "config.yaml")
-    # accepted as a change, then fails while building: the folder must not record it
-    proc = run_dltrain(["resume", str(run), "trainer.epochs=9", "data.val_fraction=0.001",
-                        "--allow-changes"], tmp_path)
+    record = digest(run / "run.yaml")
+    # accepted, then fails while building: the folder must not record it
+    proc = run_dltrain(["resume", str(run), "trainer.epochs=9", "trainer.device=cuda:99"],
+                       tmp_path)
     assert proc.returncode == 2, describe(proc)
-    assert "split is empty" in proc.stderr and "Traceback" not in proc.stderr
+    assert "cuda:99" in proc.stderr and "Traceback" not in proc.stderr
     assert digest(run / ".hydra" / "config.yaml") == config
+    assert digest(run / "run.yaml") == record
 
 
 def test_an_empty_split_is_an_error_not_a_zero(tmp_path):

@@ -20,33 +20,42 @@ DIGITS = [str(i) for i in range(10)]
 
 @dataclass
 class Evals:
-    test: dict  # eval.json of `dltrain eval RUN`
+    test: dict  # eval_test.json of `dltrain eval RUN`
     test_stdout: str
-    val: dict  # eval.json of `dltrain eval CHECKPOINT --split val`
+    val: dict  # eval_val.json of `dltrain eval CHECKPOINT --split val`
     val_stdout: str
-    regression: dict  # eval.json of the data=diabetes run
+    regression: dict  # eval_test.json of the data=diabetes run
     regression_summary: dict
+    run_val: dict  # eval_val.json of `dltrain eval RUN --split val`, beside eval_test.json
 
 
 @pytest.fixture(scope="module")
 def evals(trained, tmp_path_factory) -> Evals:
     run, regression_dir = trained.dropout.run_dir, trained.regression.run_dir
     cwd = tmp_path_factory.mktemp("eval")
-    # a checkpoint on its own, away from its run folder: eval.json goes beside its checkpoints/
+    # a checkpoint on its own, away from its run folder: eval_val.json goes beside checkpoints/
     copy = cwd / "copy" / "checkpoints" / "last.pt"
     copy.parent.mkdir(parents=True)
     shutil.copy(run / "checkpoints" / "last.pt", copy)
-    test, val, regression = run_together([
+    test, val, regression, run_val = run_together([
         (["eval", str(run)], cwd),
         (["eval", str(copy), "--split", "val"], cwd),
         (["eval", str(regression_dir)], cwd),
+        (["eval", str(run), "--split", "val"], cwd),
     ])
-    for proc in (test, val, regression):
+    for proc in (test, val, regression, run_val):
         assert_ok(proc)
-    return Evals(test=read_json(run / "eval.json"), test_stdout=test.stdout,
-                 val=read_json(cwd / "copy" / "eval.json"), val_stdout=val.stdout,
-                 regression=read_json(regression_dir / "eval.json"),
-                 regression_summary=read_json(regression_dir / "summary.json"))
+    return Evals(test=read_json(run / "eval_test.json"), test_stdout=test.stdout,
+                 val=read_json(cwd / "copy" / "eval_val.json"), val_stdout=val.stdout,
+                 regression=read_json(regression_dir / "eval_test.json"),
+                 regression_summary=read_json(regression_dir / "summary.json"),
+                 run_val=read_json(run / "eval_val.json"))
+
+
+def test_eval_of_each_split_has_its_own_file(evals):
+    """Issue 7 item 13: `eval RUN --split val` does not overwrite the test split's result."""
+    assert "test_acc" in evals.test and "val_acc" not in evals.test
+    assert "val_acc" in evals.run_val and "test_acc" not in evals.run_val
 
 
 def split_sizes(stdout: str) -> dict:
@@ -61,7 +70,7 @@ def test_eval_matches_the_runs_test_metrics(dropout_run, evals):
     assert evals.test["test_loss"] == pytest.approx(summary["test_loss"], abs=1e-9)
     assert evals.test["epoch"] == summary["best_epoch"]  # the best checkpoint by default
     assert evals.test["checkpoint"].endswith("best.pt")
-    assert f"wrote {dropout_run.run_dir / 'eval.json'}" in evals.test_stdout
+    assert f"wrote {dropout_run.run_dir / 'eval_test.json'}" in evals.test_stdout
 
 
 def test_eval_reports_every_digit_class(evals):
@@ -105,7 +114,7 @@ def test_eval_of_a_checkpoint_on_the_val_split(dropout_run, evals):
     assert val["samples"] == split_sizes(dropout_run.proc.stdout)["val"]
     assert sum(map(sum, val["confusion_matrix"])) == val["samples"]
     assert "val split" in evals.val_stdout
-    assert f"wrote {Path(val['checkpoint']).parent.parent / 'eval.json'}" in evals.val_stdout
+    assert f"wrote {Path(val['checkpoint']).parent.parent / 'eval_val.json'}" in evals.val_stdout
 
 
 def test_eval_of_a_regression_run(evals):

@@ -118,7 +118,23 @@ def test_sigterm_exits_143_and_names_the_resume_command(stopped):
     assert "stopped by SIGTERM" in run.stderr
     assert f"dltrain resume {run.run_dir}" in run.stderr
     assert "Traceback" not in run.stderr
-    assert not (run.run_dir / "summary.json").exists()  # the run did not end
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_run_still_describes_itself(stopped, signum):
+    """Issue 7 item 12: summary.json (status interrupted, epochs done, best so far) and
+    curves.png are written, and eval works on the best checkpoint."""
+    run = stopped[signum]
+    summary = read_json(run.run_dir / "summary.json")
+    epochs = load_weights(run.run_dir / "checkpoints" / "last.pt")["epoch"]
+    assert summary["status"] == "interrupted"
+    assert summary["epochs_completed"] == epochs >= 1
+    best = min(float(row["val_loss"]) for row in read_csv(run.run_dir / "metrics.csv"))
+    assert summary["best_val_loss"] == pytest.approx(best)
+    assert (run.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    if signum == signal.SIGINT:  # once is enough: eval of an interrupted run's best.pt
+        proc = assert_ok(dltrain(["eval", str(run.run_dir)], run.cwd))
+        assert "test split" in proc.stdout
 
 
 def test_ctrl_c_exits_130(stopped):

@@ -1,0 +1,87 @@
+"""Issue 7 items 10 and 11: a run folder is enough, from anywhere, and only with its own data.
+
+A run on a CSV file given by a relative path is evaluated, replayed and resumed from another
+directory; after rows are appended to the file, each of those commands stops with one line naming
+the file, unless --allow-data-change, which is recorded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .helpers import (TINY, assert_ok, assert_user_error, describe, dltrain, new_run_folders,
+                      read_json, read_yaml, run_together)
+
+pytestmark = pytest.mark.slow
+
+
+def people_csv(path: Path, n: int) -> None:
+    lines = ["height,weight,label"] + [f"{150 + i % 40},{50 + (i * 7) % 30},{'tall' if i % 40 > 20 else 'short'}"
+                                       for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def csv_runs(tmp_path_factory):
+    """Two runs on CSV files given by a relative path, trained together: one is moved around,
+    the other has its data changed."""
+    homes = [tmp_path_factory.mktemp(name) for name in ("portable", "drifting")]
+    for home in homes:
+        people_csv(home / "people.csv", 200)
+    procs = run_together([([*TINY, "data=csv", "data.path=people.csv", "data.target=label",
+                            "trainer.epochs=1", f"hydra.run.dir={home / 'run'}"], home)
+                          for home in homes])
+    for proc in procs:
+        assert_ok(proc)
+    return [home / "run" for home in homes]
+
+
+@pytest.fixture(scope="module")
+def csv_run(csv_runs):
+    return csv_runs[0]
+
+
+def test_eval_replay_and_resume_work_from_another_directory(csv_run, tmp_path):
+    """Item 10: the path is resolved when the run starts; run.yaml keeps it as typed."""
+    record = read_yaml(csv_run / "run.yaml")
+    assert record["paths"] == {"data.path": "people.csv"}
+    saved = read_yaml(csv_run / ".hydra" / "config.yaml")["data"]["path"]
+    assert saved == str(csv_run.parent / "people.csv")
+    copy = tmp_path / "copy"
+    shutil.copytree(csv_run, copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ev, replay, resume = run_together([
+        (["eval", str(csv_run)], elsewhere),
+        (["replay", str(csv_run)], elsewhere),
+        (["resume", str(copy), "trainer.epochs=2"], elsewhere),
+    ])
+    for proc in (ev, replay, resume):
+        assert_ok(proc)
+    assert "resuming after epoch 1" in resume.stdout, describe(resume)
+    assert read_json(copy / "summary.json")["epochs_completed"] == 2
+    assert len(new_run_folders(elsewhere)) == 1  # the replay's own folder, nothing else
+
+
+def test_changed_data_stops_eval_replay_and_resume_unless_allowed(csv_runs, tmp_path):
+    """Item 11: appended rows are named; --allow-data-change goes on and is recorded."""
+    run = csv_runs[1]
+    data = run.parent / "people.csv"
+    people_csv(data, 350)  # 150 rows more than the run trained on
+    ev, allowed, resume, replay = run_together([
+        (["eval", str(run)], tmp_path),
+        (["eval", str(run), "--split", "val", "--allow-data-change"], tmp_path),
+        (["resume", str(run), "trainer.epochs=2"], tmp_path),
+        (["replay", str(run)], tmp_path),
+    ])
+    for proc in (ev, resume, replay):
+        assert_user_error(proc, f"{data} changed", "--allow-data-change")
+        assert len(proc.stderr.strip().splitlines()) == 1, describe(proc)
+    assert_ok(allowed)
+    result = read_json(run / "eval_val.json")
+    assert any(str(data) in line for line in result["data_changes_allowed"])
+    assert not (tmp_path / "outputs").exists()  # a refused replay leaves nothing behind
+    assert read_json(run / "summary.json")["epochs_completed"] == 1  # the resume did not train
