@@ -192,10 +192,16 @@ def _library(name: str) -> Dict[str, str]:
     return {library: version}
 
 
+# the version of dltrain's code that draws each generated set: bump it when the same parameters
+# start to draw other samples, so that runs made before say that their data changed
+GENERATORS = {"sine": "1", "adding": "1", "synthetic": "2"}  # synthetic 2: smoother prototypes
+
+
 def _generated_set(cfg: Any) -> Dict[str, Any]:
     params = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
               if f.name not in _SPLIT_FIELDS}
-    return {"generated": params, "library": _library(cfg.name)}
+    library = {**_library(cfg.name), f"dltrain's {cfg.name} generator": GENERATORS[cfg.name]}
+    return {"generated": params, "library": library}
 
 
 def _bundled_set(cfg: Any) -> Dict[str, Any]:

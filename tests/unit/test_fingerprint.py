@@ -176,7 +176,8 @@ def test_a_generated_set_records_what_draws_it():
     got = fp.fingerprint(SyntheticDataConfig(name="synthetic"))
     assert got["generated"] == {"shape": [1, 28, 28], "num_samples": 4096, "num_classes": 10,
                                 "seed": 0, "split_seed": 0}
-    assert got["library"] == {"numpy": metadata.version("numpy")}
+    assert got["library"] == {"numpy": metadata.version("numpy"),
+                              "dltrain's synthetic generator": fp.GENERATORS["synthetic"]}
 
 
 def test_a_changed_parameter_is_named():
@@ -267,3 +268,12 @@ def test_a_fingerprint_survives_yaml_and_older_records_are_tolerated(tmp_path):
     assert fp.compare({"name": "synthetic", "generated": {"seed": 0}}, generated) == []
     assert fp.compare({"name": "synthetic", "generated": {"seed": 1}}, generated) == [
         "data.seed: 1 → 0"]
+
+
+def test_every_generated_set_has_a_generator_version():
+    """A generated set's fingerprint names the version of the code that draws it, so a change
+    of the generator (issue 7 item 5 changed synthetic's) is reported as changed data."""
+    from dltrain.fingerprint import GENERATORS, _SOURCES, _generated_set
+
+    generated = sorted(name for name, rule in _SOURCES.items() if rule is _generated_set)
+    assert sorted(GENERATORS) == generated
