@@ -52,15 +52,19 @@ def test_eval_replay_and_resume_work_from_another_directory(csv_run, tmp_path):
     assert saved == str(csv_run.parent / "people.csv")
     copy = tmp_path / "copy"
     shutil.copytree(csv_run, copy)
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere, failing = tmp_path / "elsewhere", tmp_path / "failing"
     elsewhere.mkdir()
-    ev, replay, resume = run_together([
+    failing.mkdir()
+    ev, replay, resume, missing = run_together([
         (["eval", str(csv_run)], elsewhere),
         (["replay", str(csv_run)], elsewhere),
         (["resume", str(copy), "trainer.epochs=2"], elsewhere),
+        (["replay", str(csv_run), "data.path=nothere.csv"], failing),
     ])
     for proc in (ev, replay, resume):
         assert_ok(proc)
+    assert_user_error(missing, "nothere.csv")
+    assert list(failing.iterdir()) == []  # no empty outputs/DATE/ left behind
     assert "resuming after epoch 1" in resume.stdout, describe(resume)
     assert read_json(copy / "summary.json")["epochs_completed"] == 2
     assert len(new_run_folders(elsewhere)) == 1  # the replay's own folder, nothing else

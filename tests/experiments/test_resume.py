@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from .helpers import (EPOCHS, EXTENDED, assert_ok, assert_user_error, read_csv, read_json,
+from .helpers import (EPOCHS, EXTENDED, assert_ok, assert_user_error, dltrain, read_csv, read_json,
                       read_yaml, run_together, without_timing)
 
 pytestmark = pytest.mark.slow
@@ -134,3 +134,12 @@ def test_resume_accepts_a_change_with_allow_changes(resumed_pair, attempts):
     assert read_json(run / "summary.json")["epochs_completed"] == EXTENDED + 1
     # the accepted change is applied, not only recorded: the new epoch trains with the new rate
     assert [float(row["lr"]) for row in metrics] == [0.001] * EXTENDED + [NEW_LR]
+
+
+def test_replay_of_a_changed_run_names_the_changes_it_does_not_replay(attempts):
+    """Issue 7 item 8: replay trains the original config and says which recorded changes it
+    leaves out."""
+    run = attempts["copies"]["accepted"]
+    proc = assert_ok(dltrain(["replay", str(run), "trainer.epochs=1"], run.parent))
+    assert f"replaying {run} with its original config" in proc.stdout
+    assert f"optim.lr: 0.001 → {NEW_LR} (from epoch {EXTENDED + 1})" in proc.stdout
