@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import (TINY, assert_ok, assert_user_error, describe, dltrain, new_run_folders,
+from .helpers import (TINY, assert_ok, assert_user_error, describe, new_run_folders,
                       read_json, read_yaml, run_together)
 
 pytestmark = pytest.mark.slow

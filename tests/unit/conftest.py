@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,3 +27,16 @@ def raw_config():
 @pytest.fixture
 def make_config():
     return unit_support.make_config
+
+
+@pytest.fixture(autouse=True)
+def restore_global_torch_state():
+    """build_job seeds every generator and switches deterministic algorithms on: undo it, so no
+    test depends on the ones before it."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch_rng, np_rng, py_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_rng_state(torch_rng)
+    np.random.set_state(np_rng)
+    random.setstate(py_rng)

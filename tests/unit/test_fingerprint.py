@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from importlib import metadata
 
-import numpy as np
 import pytest
 import yaml
 

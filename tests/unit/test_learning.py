@@ -11,11 +11,8 @@ Fifteen short runs, about 10 s in all, hence the ``slow`` mark.
 
 from __future__ import annotations
 
-import random
 
-import numpy as np
 import pytest
-import torch
 
 from dltrain.models import MODELS
 from dltrain.train.loop import fit
@@ -31,16 +28,6 @@ CHANCE = 1 / NUM_CLASSES
 NARROW = {"cnn": {"channels": [8, 16], "hidden_size": 32}}
 
 
-@pytest.fixture(autouse=True)
-def restore_global_torch_state():
-    """build_job seeds every generator and switches deterministic algorithms on: undo it."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch_rng, np_rng, py_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(torch_rng)
-    np.random.set_state(np_rng)
-    random.setstate(py_rng)
 
 
 @pytest.mark.parametrize("kind", list(SHAPES))

@@ -7,9 +7,7 @@ import copy
 import io
 import json
 import math
-import random
 
-import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -25,16 +23,6 @@ from dltrain.train.run import build_job, make_checkpoint, restore, run_training
 TIMING = {"epoch_time_s", "samples_per_s"}
 
 
-@pytest.fixture(autouse=True)
-def restore_global_torch_state():
-    """build_job seeds every generator and switches deterministic algorithms on: undo it."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch_rng, np_rng, py_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(torch_rng)
-    np.random.set_state(np_rng)
-    random.setstate(py_rng)
 
 
 def tiny(make_config, **groups):

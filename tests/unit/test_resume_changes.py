@@ -5,11 +5,8 @@ change in run.yaml with its epoch."""
 from __future__ import annotations
 
 import io
-import random
 
-import numpy as np
 import pytest
-import torch
 from rich.console import Console
 
 from dltrain import runs
@@ -26,16 +23,6 @@ EPOCHS, STOP_AT = 4, 2
 QUIET = Console(file=io.StringIO())
 
 
-@pytest.fixture(autouse=True)
-def restore_global_torch_state():
-    """build_job seeds every generator and switches deterministic algorithms on: undo it."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch_rng, np_rng, py_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(torch_rng)
-    np.random.set_state(np_rng)
-    random.setstate(py_rng)
 
 
 class StopAfter(Callback):
