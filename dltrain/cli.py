@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import re
@@ -28,10 +27,11 @@ from dltrain.errors import UserError
 from dltrain.registry import unknown_name
 
 UID_ENV = "DLTRAIN_RUN_UID"
-# a replay accepted with --allow-data-change hands the differences to the run it starts
-DATA_CHANGE_ENV = "DLTRAIN_DATA_CHANGES_ALLOWED"
 # the command the user typed, for run.yaml (replay hands Hydra a different command line)
 _invocation: List[str] = ["dltrain", *sys.argv[1:]]
+# a replay accepted with --allow-data-change hands the differences to the run it starts (Hydra
+# runs it in this process), for its run.yaml
+_data_changes_allowed: List[str] = []
 
 # off a terminal rich would wrap lines and cut table cells at 80 columns; logs read better wide
 _TTY = sys.stdout.isatty()
@@ -91,9 +91,8 @@ def train_task(cfg: DictConfig) -> Optional[float]:
         from dltrain.train.run import run_training
 
         try:
-            allowed = json.loads(os.environ.get(DATA_CHANGE_ENV, "[]"))
-            summary = run_training(config, run_dir, console, command=_invocation,
-                                   record={"data_changes_allowed": allowed} if allowed else None)
+            record = {"data_changes_allowed": _data_changes_allowed} if _data_changes_allowed else None
+            summary = run_training(config, run_dir, console, command=_invocation, record=record)
         except TrainingInterrupted as e:
             interrupted(run_dir, e.signum)
     except KeyboardInterrupt:
@@ -274,9 +273,7 @@ def cmd_replay(argv: List[str]) -> int:
     root = run_folder(args.run)
     config = apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists
     if not any(o.startswith("data.") for o in args.overrides):  # asked for other data: no check
-        allowed = check_data(root, config, args.allow_data_change)
-        if allowed:
-            os.environ[DATA_CHANGE_ENV] = json.dumps(allowed)  # recorded by the new run
+        _data_changes_allowed[:] = check_data(root, config, args.allow_data_change)
     now = datetime.datetime.now()
     run_dir = Path("outputs") / now.strftime("%Y-%m-%d") / f"{now:%H-%M-%S}-{run_uid()}"
     console.print(f"replaying {root} with its original config", markup=False)

@@ -22,9 +22,9 @@ from dltrain.data.batching import num_batches
 from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
                             set_threads, wants_determinism)
 from dltrain.errors import UserError
+from dltrain.fingerprint import fingerprint
 from dltrain.losses import build_eval_loss, build_loss
 from dltrain.models import build_model
-from dltrain.fingerprint import fingerprint
 from dltrain.optim import (Schedule, build_optimizer, build_schedule, retune_schedule,
                            set_hyperparameters, split_decay)
 from dltrain.plots import plot_curves
@@ -132,8 +132,9 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
     also written to summary.json. One process at a time trains in a folder (a lock).
 
     ``event`` (resume only) goes into run.yaml's record of the resume; its ``changes`` (accepted
-    with --allow-changes) take effect from the resume on. ``record`` adds to a new run's run.yaml. A signal saves last.pt, writes an
-    interrupted summary and raises :class:`TrainingInterrupted`.
+    with --allow-changes) take effect from the resume on. ``record`` adds to a new run's
+    run.yaml. A signal saves last.pt, writes an interrupted summary and raises
+    :class:`TrainingInterrupted`.
     """
     run_dir = Path(run_dir)
     with runs.locked(run_dir):

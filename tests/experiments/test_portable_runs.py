@@ -75,11 +75,14 @@ def test_changed_data_stops_eval_replay_and_resume_unless_allowed(csv_runs, tmp_
     run = csv_runs[1]
     data = run.parent / "people.csv"
     people_csv(data, 350)  # 150 rows more than the run trained on
-    ev, allowed, resume, replay = run_together([
+    replay_cwd = tmp_path / "replay"
+    replay_cwd.mkdir()
+    ev, allowed, resume, replay, allowed_replay = run_together([
         (["eval", str(run)], tmp_path),
         (["eval", str(run), "--split", "val", "--allow-data-change"], tmp_path),
         (["resume", str(run), "trainer.epochs=2"], tmp_path),
         (["replay", str(run)], tmp_path),
+        (["replay", str(run), "--allow-data-change"], replay_cwd),
     ])
     for proc in (ev, resume, replay):
         assert_user_error(proc, f"{data} changed", "--allow-data-change")
@@ -87,5 +90,8 @@ def test_changed_data_stops_eval_replay_and_resume_unless_allowed(csv_runs, tmp_
     assert_ok(allowed)
     result = read_json(run / "eval_val.json")
     assert any(str(data) in line for line in result["data_changes_allowed"])
+    assert_ok(allowed_replay)
+    [new_run] = new_run_folders(replay_cwd)
+    assert any(str(data) in line for line in read_yaml(new_run / "run.yaml")["data_changes_allowed"])
     assert not (tmp_path / "outputs").exists()  # a refused replay leaves nothing behind
     assert read_json(run / "summary.json")["epochs_completed"] == 1  # the resume did not train
