@@ -7,6 +7,7 @@ The metric names match summary.json (``test_acc``, ``test_loss``, ... or ``val_.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -19,7 +20,8 @@ from dltrain.checkpoint import load_checkpoint
 from dltrain.data.batching import iterate
 from dltrain.errors import UserError
 from dltrain.rerun import check_data
-from dltrain.train.loop import Job, evaluate
+from dltrain.data.base import DataSplits
+from dltrain.train.loop import evaluate
 
 
 
@@ -43,8 +45,35 @@ def locate(target: str) -> Tuple[Path, Path]:
     raise UserError(f"no run folder or checkpoint at {path}")
 
 
+@dataclass
+class EvalJob:
+    """A model with its data and its evaluation loss: what :func:`evaluate` needs, without the
+    optimizer, schedule or seeding of a training job."""
+
+    config: schema.TrainConfig
+    model: torch.nn.Module
+    eval_criterion: torch.nn.Module
+    data: DataSplits
+    device: torch.device
+
+
+def build_eval_job(config: schema.TrainConfig) -> EvalJob:
+    """The data and the model of ``config`` on its device, built as training builds them."""
+    from dltrain.data import load_data
+    from dltrain.device import resolve_device, set_threads
+    from dltrain.losses import build_eval_loss
+    from dltrain.models import build_model
+
+    device = resolve_device(config.trainer.device)
+    set_threads(config.trainer.threads)
+    data = load_data(config.data)
+    model = build_model(config, data.info).to(device)
+    return EvalJob(config, model, build_eval_loss(config.loss, data.info.task).to(device),
+                   data.to(device), device)
+
+
 @torch.inference_mode()
-def predictions(job: Job, split) -> Tuple[torch.Tensor, torch.Tensor]:
+def predictions(job: EvalJob, split) -> Tuple[torch.Tensor, torch.Tensor]:
     job.model.eval()
     outs, ys = [], []
     for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False):
@@ -74,8 +103,6 @@ def classification_report(out: torch.Tensor, y: torch.Tensor, names) -> Dict[str
 
 def run_eval(target: str, split: str, device: str, console: Console, *,
              allow_data_change: bool = False) -> Dict[str, Any]:
-    from dltrain.train.run import build_job  # the same construction as training
-
     if not schema.DEVICE_PATTERN.match(device):
         raise UserError(f"--device {device} is not allowed: auto, cpu, cuda, cuda:N or mps")
     ckpt_path, root = locate(target)
@@ -85,7 +112,7 @@ def run_eval(target: str, split: str, device: str, console: Console, *,
     config = schema.load_config(ckpt["config"])
     config.trainer.device = device
     data_changes = check_data(root, config, allow_data_change)
-    job = build_job(config)
+    job = build_eval_job(config)
     job.model.load_state_dict(ckpt["model"])
     data = job.data.test if split == "test" else job.data.val
     result: Dict[str, Any] = evaluate(job, data, split)

@@ -22,8 +22,9 @@ SAVED_CONFIG = runs.SAVED_CONFIG
 # (trainer.epochs only extends it, unless a schedule's length depends on it)
 FREE_ON_RESUME = {
     "trainer.epochs", "trainer.progress", "trainer.log_every", "trainer.device",
-    "trainer.eval_batch_size", "trainer.early_stopping.patience", "trainer.threads", "logger.name",
+    "trainer.eval_batch_size", "trainer.early_stopping.patience", "trainer.threads",
 }
+FREE_PREFIXES = ("logger.",)  # loggers record the run; they never change it
 EPOCH_BOUND_SCHEDULES = ("cosine", "onecycle")
 
 # changes that --allow-changes still refuses: they could not take effect from the resume on
@@ -121,7 +122,7 @@ def math_changes(old: schema.TrainConfig, new: schema.TrainConfig) -> List[Chang
     """The differences that would make a resumed run differ from an uninterrupted one."""
     out = []
     for change in differences(old, new):
-        free = change["key"] in FREE_ON_RESUME
+        free = change["key"] in FREE_ON_RESUME or change["key"].startswith(FREE_PREFIXES)
         if change["key"] == "trainer.epochs" and new.sched.name in EPOCH_BOUND_SCHEDULES:
             free = False  # the schedule's length was fixed by the old epoch count
         if not free:

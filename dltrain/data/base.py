@@ -87,3 +87,8 @@ class DataSplits:
 
     def splits(self) -> Sequence[Tuple[str, AnySplit]]:
         return (("train", self.train), ("val", self.val), ("test", self.test))
+
+    def to(self, device: torch.device) -> "DataSplits":
+        """Every split on ``device`` (in-memory tensors move; streamed splits record it)."""
+        return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device),
+                                   test=self.test.to(device))

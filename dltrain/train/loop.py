@@ -127,8 +127,19 @@ def train_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
     return loss, out
 
 
+class Evaluable(Protocol):
+    """What :func:`evaluate` reads: a :class:`Job`, or a model with its data and nothing to
+    train it with (``dltrain eval``)."""
+
+    config: TrainConfig
+    model: nn.Module
+    eval_criterion: nn.Module
+    data: DataSplits
+    device: torch.device
+
+
 @torch.inference_mode()
-def evaluate(job: Job, split: Split, prefix: str) -> Dict[str, float]:
+def evaluate(job: Evaluable, split: Split, prefix: str) -> Dict[str, float]:
     """Loss and task metrics of ``job.model`` on ``split`` (``{prefix}_loss``, ...)."""
     job.model.eval()
     sums = MetricSums(job.data.info, job.device)

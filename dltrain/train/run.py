@@ -55,8 +55,7 @@ def build_job(config: TrainConfig) -> Job:
     optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay)
     schedule = make_schedule(config, optimizer, model, len(data.train), mode)
     generator = torch.Generator().manual_seed(trainer.seed)
-    data = dataclasses.replace(data, train=data.train.to(device), val=data.val.to(device),
-                               test=data.test.to(device))
+    data = data.to(device)
     return Job(
         config=config, model=model, criterion=criterion.to(device),
         eval_criterion=eval_criterion.to(device), optimizer=optimizer,
@@ -177,7 +176,7 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
 
     writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job))
     hooks: List[Callback] = [writer, *callbacks]
-    if config.logger.name == "tensorboard":
+    if "tensorboard" in config.logger:
         hooks.append(TensorBoardLogger(run_dir))
     progress = make_progress(config.trainer.progress, console)
     if progress is not None:

@@ -92,6 +92,9 @@ def test_every_yaml_composes_and_validates(hydra_compose, group, option):
         assert_contains(to_dict(config), values, f"{group}={option}")
         return
     # every value the YAML file sets arrives in the typed config
+    if group == "logger":  # several loggers at once: each under its name
+        assert values["name"] == option and to_dict(config)["logger"][option] == values
+        return
     node = to_dict(config)[group]
     assert_contains(node, values, group)
     # and its node was typed by the schema while composing, so a typo fails before any run
@@ -106,9 +109,31 @@ def test_wrong_key_or_type_fails_while_composing(hydra_compose):
     for overrides in (["optim.lrr=0.1"], ["optim.lr=abc"], ["trainer.epochs=many"],
                       ["model=mlp", "model.channels=[3]"],  # a cnn key on the mlp
                       ["optim=sgd", "optim.betas=[0.9,0.9]"],  # an adam key on sgd
-                      ["regularization.droput=0.1"], ["logger.colour=red"]):
+                      ["regularization.droput=0.1"]):
         with pytest.raises((HydraException, OmegaConfBaseException)):
             hydra_compose(overrides)
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, o in OPTIONS if g in schema.GROUPS],
+                         ids=[f"{g}={o}" for g, o in OPTIONS if g in schema.GROUPS])
+def test_every_yaml_file_equals_its_dataclass_defaults(hydra_compose, group, option):
+    """The dataclass is the one declaration of an option's defaults; its YAML file only shows
+    them where users look (issue 8)."""
+    values = OmegaConf.to_container(OmegaConf.load(CONFIGS / group / f"{option}.yaml"))
+    values.pop("defaults", None)
+    defaults = to_dict(schema.GROUPS[group][option](name=option))
+    assert {k: v for k, v in defaults.items() if v != MISSING} == values
+
+
+def test_several_loggers_compose_and_metrics_csv_is_always_one(hydra_compose):
+    for overrides, want in ((["logger=tensorboard"], ["csv", "tensorboard"]),
+                            (["logger=[csv,tensorboard]"], ["csv", "tensorboard"]), ([], ["csv"])):
+        assert sorted(load_config(hydra_compose(overrides)).logger) == want
+
+
+def test_an_unknown_logger_is_named(hydra_compose):
+    with pytest.raises(UserError, match="unknown logger 'colour'"):
+        load_config(hydra_compose(["+logger.colour=red"]))
 
 
 def test_overrides_reach_the_typed_config(hydra_compose):

@@ -1,0 +1,110 @@
+"""The ``regularization``, ``trainer`` and ``logger`` nodes, and the whole config."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from omegaconf import MISSING
+
+from dltrain.schema.base import Checker, Options, option
+from dltrain.schema.data import DataConfig
+from dltrain.schema.model import ActivationConfig, ModelConfig
+from dltrain.schema.optim import LossConfig, OptimConfig, SchedConfig
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# the metrics trainer.monitor may watch for each task, and the direction that is better
+MONITORS = {
+    "classification": {"val_loss": "min", "val_acc": "max"},
+    "regression": {"val_loss": "min", "val_mae": "min", "val_r2": "max"},
+}
+
+
+@dataclass
+class RegularizationConfig(Options):
+    dropout: float = 0.0
+    # given to the optimizer for weights only (not biases, norms); null = the optimizer's own
+    # torch default (0.01 for AdamW, 0 for the others). Coupled L2 for SGD, Adam and RMSprop,
+    # decoupled for AdamW
+    weight_decay: Optional[float] = None
+    l1: float = 0.0  # coefficient of the L1 penalty on weights, added to the loss
+    batch_norm: bool = False
+
+    def check(self, v: Checker) -> None:
+        v.fraction("dropout", self.dropout)
+        v.at_least("weight_decay", self.weight_decay, 0)
+        v.at_least("l1", self.l1, 0)
+
+
+@dataclass
+class EarlyStoppingConfig(Options):
+    patience: Optional[int] = None  # epochs without improvement of trainer.monitor; null = off
+    min_delta: float = 0.0
+
+    def check(self, v: Checker) -> None:
+        v.at_least("patience", self.patience, 1)
+        v.at_least("min_delta", self.min_delta, 0)
+
+
+@dataclass
+class TrainerConfig(Options):
+    epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0
+    deterministic: Optional[bool] = None  # null = on for CPU, off for CUDA
+    # CPU threads for torch's kernels; null = torch's default (one per core). On a busy machine
+    # fewer threads than cores avoids threads spinning while they wait for a core
+    threads: Optional[int] = None
+    grad_clip: Optional[float] = None  # max global gradient norm; null = no clipping
+    monitor: str = "auto"  # auto = val_loss; or val_acc (classification), val_mae, val_r2
+    mode: str = "auto"  # min | max | auto (from the metric)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    log_every: int = 20  # steps between loss readouts in the live progress (a host sync each)
+    progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
+
+    def check(self, v: Checker) -> None:
+        v.at_least("epochs", self.epochs, 1)
+        v.at_least("batch_size", self.batch_size, 1)
+        v.at_least("eval_batch_size", self.eval_batch_size, 1)
+        v.check(bool(DEVICE_PATTERN.match(self.device)), "device", self.device,
+                "auto, cpu, cuda, cuda:N or mps")
+        if self.grad_clip is not None:
+            v.positive("grad_clip", self.grad_clip)
+        v.at_least("threads", self.threads, 1)
+        v.one_of("mode", self.mode, ("auto", "min", "max"))
+        monitors = sorted({"auto"} | {m for ms in MONITORS.values() for m in ms})
+        v.one_of("monitor", self.monitor, monitors)
+        v.at_least("log_every", self.log_every, 1)
+        v.one_of("progress", self.progress, ("auto", "rich", "plain", "none"))
+        super().check(v)  # early_stopping
+
+
+@option("logger", "csv", "tensorboard")
+@dataclass
+class LoggerConfig(Options):
+    """One metric logger. ``logger=tensorboard`` or ``logger=[csv,tensorboard]`` selects them;
+    each sits in the ``logger`` node under its name, and metrics.csv is always among them."""
+
+    name: str = MISSING
+
+
+def default_loggers() -> Dict[str, Any]:
+    return {"csv": LoggerConfig(name="csv")}
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    activation: ActivationConfig = MISSING
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = MISSING
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    data: DataConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # logger name -> its options (see LoggerConfig); typed by name in load.py, so that each
+    # logger's dataclass can have options of its own
+    logger: Dict[str, Any] = field(default_factory=default_loggers)
