@@ -74,19 +74,17 @@ def test_eval_matches_the_runs_test_metrics(dropout_run, evals):
 
 
 def test_eval_reports_every_digit_class(evals):
+    """The class names come from the data set; the numbers are checked against scikit-learn in
+    tests/unit/test_evaluate.py."""
     per_class = evals.test["per_class"]
-    assert sorted(per_class) == DIGITS
+    assert sorted(per_class) == DIGITS == evals.test["class_names"]
     for name, row in per_class.items():
         assert set(row) == {"precision", "recall", "f1", "support"}, name
-        for key in ("precision", "recall", "f1"):
-            assert 0.0 <= row[key] <= 1.0, (name, key)
-        p, r = row["precision"], row["recall"]
-        assert row["f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0, abs=1e-9)
-    assert evals.test["macro_f1"] == pytest.approx(
-        sum(row["f1"] for row in per_class.values()) / 10, abs=1e-9)
+    assert 0.0 <= evals.test["macro_f1"] <= 1.0
 
 
-def test_confusion_matrix_agrees_with_accuracy_and_support(dropout_run, evals):
+def test_confusion_matrix_covers_the_test_split_and_agrees_with_accuracy(dropout_run, evals):
+    """The report's predictions are of the same model on the same split as test_acc."""
     cm = evals.test["confusion_matrix"]
     n_test = split_sizes(dropout_run.proc.stdout)["test"]
     assert len(cm) == 10 and all(len(row) == 10 for row in cm)
@@ -94,12 +92,6 @@ def test_confusion_matrix_agrees_with_accuracy_and_support(dropout_run, evals):
     assert total == n_test == evals.test["samples"]
     trace = sum(cm[i][i] for i in range(10))
     assert trace / total == pytest.approx(evals.test["test_acc"], abs=1e-12)
-    for i, name in enumerate(DIGITS):
-        row = evals.test["per_class"][name]
-        assert row["support"] == sum(cm[i])  # rows are the true classes
-        assert row["recall"] == pytest.approx(cm[i][i] / max(sum(cm[i]), 1), abs=1e-12)
-        predicted = sum(cm[j][i] for j in range(10))
-        assert row["precision"] == pytest.approx(cm[i][i] / max(predicted, 1), abs=1e-12)
 
 
 def test_eval_of_a_checkpoint_on_the_val_split(dropout_run, evals):

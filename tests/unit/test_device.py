@@ -18,14 +18,12 @@ def test_cpu_resolves_to_cpu():
     assert resolve_device("cpu") == torch.device("cpu")
 
 
-def test_auto_prefers_cuda_then_mps_then_cpu():
-    if HAS_CUDA:
-        want = "cuda"
-    elif torch.backends.mps.is_available():
-        want = "mps"
-    else:
-        want = "cpu"
-    assert resolve_device("auto").type == want
+@pytest.mark.parametrize("cuda, mps, want", [(True, True, "cuda"), (True, False, "cuda"),
+                                             (False, True, "mps"), (False, False, "cpu")])
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, want):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(want)
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without CUDA")

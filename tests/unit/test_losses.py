@@ -39,26 +39,12 @@ def test_label_smoothing_reaches_torch():
     loss = build_loss(CrossEntropyConfig(label_smoothing=0.2), "classification")
     assert isinstance(loss, nn.CrossEntropyLoss)
     assert loss.label_smoothing == 0.2
-    # and the value is smoothed cross-entropy, computed here by hand
-    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
-    y = torch.tensor([0, 2])
-    logp = logits.log_softmax(dim=1)
-    k, eps = 3, 0.2
-    target = torch.full_like(logp, eps / k)
-    target[torch.arange(2), y] += 1 - eps
-    want = -(target * logp).sum(dim=1).mean()
-    assert torch.allclose(loss(logits, y), want)
 
 
 def test_huber_delta_reaches_torch():
     loss = build_loss(HuberConfig(delta=0.5), "regression")
     assert isinstance(loss, nn.HuberLoss)
     assert loss.delta == 0.5
-    pred = torch.tensor([[0.0], [0.0]])
-    target = torch.tensor([[0.2], [2.0]])
-    # |e| ≤ δ: e²/2; else δ(|e| - δ/2)
-    want = (0.2 ** 2 / 2 + 0.5 * (2.0 - 0.25)) / 2
-    assert loss(pred, target).item() == pytest.approx(want)
 
 
 @pytest.mark.parametrize(
