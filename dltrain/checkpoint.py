@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 import platform
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 
@@ -30,17 +30,31 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
         raise UserError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
-        if not lines:
+    except pickle.UnpicklingError:
+        # weights_only refused the file, or could not read it as a pickle; which one, torch's own
+        # listing of what the file names (read, never run) tells
+        unsafe = unsafe_globals(path)
+        if not unsafe:
             raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint file") from None
         # weights_only refuses anything but tensors and plain containers: a file that needs more
         # was not written by dltrain, and loading it fully could run arbitrary code
-        found = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
         raise UserError(
             f"refusing to load {path}: it holds objects other than tensors and plain values, "
-            f"so loading it could run code ({found})"
+            f"so loading it could run code (it needs {', '.join(unsafe)})"
         ) from None
     except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
         raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint file "
                         f"({type(e).__name__}: {e})") from None
+
+
+def unsafe_globals(path: Path) -> List[str]:
+    """The classes and functions a torch.save file names that ``weights_only`` does not allow,
+    listed by torch without running the file. Empty for a file torch cannot list: a plain pickle,
+    torch's legacy format, a damaged file, or a torch older than 2.5 (no listing)."""
+    listing = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if listing is None:
+        return []
+    try:
+        return sorted(listing(str(path)))
+    except Exception:  # not a zip archive written by torch.save
+        return []

@@ -1,10 +1,10 @@
 """The direction of an Optuna search: the way trainer.monitor improves.
 
-Each sweep job returns the best value of trainer.monitor (``cli.train_task``), so the study must
+Each sweep job returns the best value of trainer.monitor (``launch.train_task``), so the study must
 minimize it for ``val_loss``/``val_mae`` and maximize it for ``val_acc``/``val_r2``, the same way
 best.pt and early stopping read it. ``configs/hpo/*.yaml`` set
 ``hydra.sweeper.direction: ${dltrain_direction:${trainer.monitor},${trainer.mode}}`` (the
-resolver is registered in ``cli._setup_hydra``), and :class:`DirectionCheck` refuses a sweep whose
+resolver is registered in ``launch._setup_hydra``), and :class:`DirectionCheck` refuses a sweep whose
 direction was set by hand the other way, before any job runs.
 No torch here: this runs on the way to Hydra's own flags.
 """
@@ -17,6 +17,7 @@ from typing import Any, List
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import schema
+from dltrain.console import report
 from dltrain.errors import UserError
 
 RESOLVER = "dltrain_direction"
@@ -82,8 +83,6 @@ class DirectionCheck(_HydraCallback):
         try:
             check_direction(config)
         except UserError as e:
-            from dltrain.cli import report
-
             report(e)
             # Hydra turns a callback's exception into a warning and sweeps on; an exit it passes
             sys.exit(e.exit_code)

@@ -90,7 +90,7 @@ def _stream(split: StreamSplit, bounds: List[Tuple[int, int]], order: Optional[t
 def read_loader(loader: Iterable[Any]) -> Iterator[Any]:
     """The batches of a DataLoader. A UserError raised in a worker process (a file that cannot
     be read) reaches this process re-raised with the worker's traceback as its message; it is
-    raised again here with only its original one-line message."""
+    raised again here with only its original message."""
     iterator = iter(loader)
     while True:
         try:
@@ -98,10 +98,9 @@ def read_loader(loader: Iterable[Any]) -> Iterator[Any]:
         except StopIteration:
             return
         except UserError as e:
-            lines = str(e).strip().splitlines()
-            if len(lines) == 1 or not lines[0].startswith("Caught UserError"):
+            message, kind = _worker_message(e), type(e)
+            if message is None:  # raised in this process: already the user's message
                 raise
-            message = lines[-1].partition("UserError: ")[2] or lines[-1]
             # torch's re-raise leaves the error in a reference cycle with its traceback, whose
             # frames hold the iterator: clear them so the workers stop when the iterator goes,
             # not at some later garbage collection (which then waits seconds for each worker)
@@ -110,4 +109,22 @@ def read_loader(loader: Iterable[Any]) -> Iterator[Any]:
             yield batch
             continue
         del iterator
-        raise UserError(message)  # outside the except clause: not chained to the worker's error
+        raise kind(message)  # outside the except clause: not chained to the worker's error
+
+
+def _worker_message(error: BaseException) -> Optional[str]:
+    """The message ``error`` had in a DataLoader worker, or ``None`` if it was not re-raised from
+    one. torch keeps only the type and the formatted traceback of a worker's exception
+    (``torch._utils.ExceptionWrapper``), and re-raises the type with the message "Caught <type>
+    in DataLoader worker process N." and "Original " + that traceback, whose last exception line
+    is "<module>.<type>: <message>". tests/unit/test_library_messages.py pins this format
+    against the installed torch."""
+    text, kind = str(error), type(error)
+    if not text.startswith(f"Caught {kind.__name__} "):
+        return None
+    # the exception line starts a line (a traceback's frames are indented) and names the type as
+    # traceback names it here; the last one is the error itself, any before it errors it handled
+    named = traceback.format_exception_only(kind, kind("\0"))[-1]
+    header = "\n" + named[:named.index("\0")]
+    at = text.rfind(header)
+    return text[at + len(header):].rstrip("\n") if at >= 0 else None

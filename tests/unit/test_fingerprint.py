@@ -68,7 +68,7 @@ def test_hashing_streams_files_larger_than_a_chunk(tmp_path, monkeypatch):
     path = write(tmp_path / "arrays.npz", data)
     import hashlib
 
-    monkeypatch.setattr(fp, "CHUNK", 1024)
+    monkeypatch.setattr("dltrain.fingerprint.describe.CHUNK", 1024)  # read where it is used
     monkeypatch.delattr(hashlib, "file_digest", raising=False)  # the Python 3.10 path
     assert fp.file_sha256(str(path)) == hashlib.sha256(data).hexdigest()
 
@@ -272,7 +272,7 @@ def test_a_fingerprint_survives_yaml_and_older_records_are_tolerated(tmp_path):
 def test_every_generated_set_has_a_generator_version():
     """A generated set's fingerprint names the version of the code that draws it, so a change
     of the generator (issue 7 item 5 changed synthetic's) is reported as changed data."""
-    from dltrain.fingerprint import GENERATORS, _SOURCES, _generated_set
+    from dltrain.fingerprint.describe import GENERATORS, _SOURCES, _generated_set
 
     generated = sorted(name for name, rule in _SOURCES.items() if rule is _generated_set)
     assert sorted(GENERATORS) == generated

@@ -1,0 +1,132 @@
+"""The subcommands: ``dltrain check | replay | resume | eval | summary``.
+
+Each takes its own arguments and returns the exit code. What they need beyond argparse
+(torch, the run folder code, the sweep summary) is imported when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import List
+
+from dltrain import launch
+from dltrain.console import console
+from dltrain.errors import UserError
+
+
+def cmd_check(argv: List[str]) -> int:
+    """Compose and validate a config, build its model and print the summary, without training."""
+    config = launch.compose(argv)
+    from dltrain.train.report import count_parameters, model_table
+    from dltrain.train.run import build_job
+
+    job = build_job(config)
+    info = job.data.info
+    console.print(model_table(job.model, f"{config.model.name} on {info.name} ({info.task}, "
+                                         f"input {tuple(info.input_shape)}, {info.num_outputs} outputs)"))
+    console.print(f"config ok: {count_parameters(job.model):,} parameters, device {job.device}, "
+                  f"train/val/test {len(job.data.train)}/{len(job.data.val)}/{len(job.data.test)}, "
+                  f"loss {type(job.criterion).__name__}, monitor {job.monitor} ({job.mode})",
+                  markup=False)
+    return 0
+
+
+def cmd_replay(argv: List[str]) -> int:
+    """A new run with a saved run's config (plus overrides), in a new folder."""
+    parser = _parser("replay", "a new run with the saved config of RUN, plus overrides")
+    parser.add_argument("run", metavar="RUN", nargs="?")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    _allow_data_change(parser)
+    args = _parse(parser, argv, "run")
+    from dltrain.rerun import (SAVED_CONFIG, apply_overrides, check_data, recorded_changes,
+                               run_folder, saved_config)
+
+    root = run_folder(args.run)
+    config = apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists
+    if not any(o.startswith("data.") for o in args.overrides):  # asked for other data: no check
+        launch.data_changes_allowed[:] = check_data(root, config, args.allow_data_change)
+    now = datetime.datetime.now()
+    run_dir = Path("outputs") / now.strftime("%Y-%m-%d") / f"{now:%H-%M-%S}-{launch.run_uid()}"
+    console.print(f"replaying {root} with its original config", markup=False)
+    changes = recorded_changes(root)
+    if changes:
+        console.print("not replayed: the changes its resumes accepted\n  " + "\n  ".join(changes)
+                      + "\n(add them as overrides to train with them from the start)", markup=False)
+    launch.run_hydra(["--config-path", str((root / SAVED_CONFIG).parent.resolve()),
+                      "--config-name", "config", f"hydra.run.dir={run_dir}",
+                      "hydra/job_logging=none", *args.overrides])
+    return 0
+
+
+def cmd_resume(argv: List[str]) -> int:
+    """Continue a run in its own folder from checkpoints/last.pt."""
+    parser = _parser("resume", "continue RUN in its folder from checkpoints/last.pt")
+    parser.add_argument("run", metavar="RUN", nargs="?")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="e.g. trainer.epochs=50 to extend a finished run")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="accept overrides that change the maths of the run (recorded in run.yaml)")
+    _allow_data_change(parser)
+    args = _parse(parser, argv, "run")
+    from dltrain.rerun import prepare_resume
+
+    plan = prepare_resume(args.run, args.overrides, args.allow_changes, args.allow_data_change)
+    from dltrain.train.loop import TrainingInterrupted
+    from dltrain.train.run import run_training
+
+    try:
+        summary = run_training(plan.config, plan.root, console, resume=True, event=plan.event,
+                               command=launch.invocation)
+    except TrainingInterrupted as e:
+        launch.interrupted(plan.root, e.signum)
+    return 1 if summary["status"] == "failed" else 0
+
+
+def cmd_eval(argv: List[str]) -> int:
+    parser = _parser("eval", "evaluate a run's best checkpoint (or a given checkpoint) in detail")
+    parser.add_argument("target", metavar="RUN_OR_CHECKPOINT")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _allow_data_change(parser)
+    args = parser.parse_args(argv)
+    from dltrain.evaluate import run_eval
+
+    run_eval(args.target, args.split, args.device, console, allow_data_change=args.allow_data_change)
+    return 0
+
+
+def cmd_summary(argv: List[str]) -> int:
+    parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv and sweep.png")
+    parser.add_argument("sweep", metavar="SWEEP_DIR")
+    args = parser.parse_args(argv)
+    from dltrain.sweeps import summarize_sweep
+
+    summarize_sweep(Path(args.sweep), console)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# argparse, with dltrain's one-line errors
+def _allow_data_change(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="go on although the data differ from the run's recorded "
+                             "fingerprint (recorded)")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: List[str], required: str) -> argparse.Namespace:
+    # argparse would also call the optional KEY=VALUE list "required" in its message
+    args = parser.parse_args(argv)
+    if getattr(args, required) is None:
+        raise UserError(f"{parser.prog}: name the run folder, e.g. {parser.prog} outputs/DATE/TIME-ID")
+    return args
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other mistake
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    return _Parser(prog=f"dltrain {name}", description=description)

@@ -1,0 +1,200 @@
+"""Hydra glue: compose and validate a config, run Hydra's command line, and Hydra's task function
+(one training job).
+
+Only Hydra, OmegaConf, rich and the schema are imported up front; torch is imported when there
+is something to train, so config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shlex
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain import runs, schema
+from dltrain.console import console, err_console, report
+from dltrain.errors import UserError
+from dltrain.hydra_errors import clean_hydra_error
+from dltrain.registry import unknown_name
+
+UID_ENV = "DLTRAIN_RUN_UID"
+# the command the user typed, for run.yaml (replay hands Hydra a different command line);
+# cli.main sets it, in place
+invocation: List[str] = ["dltrain", *sys.argv[1:]]
+# a replay accepted with --allow-data-change hands the differences to the run it starts (Hydra
+# runs it in this process), for its run.yaml
+data_changes_allowed: List[str] = []
+
+
+def config_dir() -> Path:
+    return Path(str(resources.files("dltrain.configs")))
+
+
+def run_uid() -> str:
+    """A short random id for this invocation's run folder (also inherited by sweep workers)."""
+    if UID_ENV not in os.environ:
+        os.environ[UID_ENV] = secrets.token_hex(3)
+    return os.environ[UID_ENV]
+
+
+def _remove_if_untrained(run_dir: Path) -> None:
+    """Drop a run folder that holds only what Hydra wrote before the run failed to start
+    (a folder with checkpoints or metrics is never touched)."""
+    if not run_dir.is_dir():
+        return
+    leftovers = {p.name for p in run_dir.iterdir()} - {".hydra", runs.LOCK}
+    if all(name.endswith(".log") for name in leftovers):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        # and the folders Hydra made for it (outputs/DATE/), up to outputs/, when left empty
+        if any(p.name == "outputs" for p in run_dir.parents):
+            for parent in run_dir.parents:
+                if not parent.is_dir() or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+                if parent.name == "outputs":
+                    break
+
+
+def train_task(cfg: DictConfig) -> Optional[float]:
+    """Hydra's task function: one training job. Returns the best monitored validation metric,
+    the objective that Hydra sweepers (Optuna) optimize.
+
+    In a sweep a failing job is recorded as failed (summary.json) and the sweep goes on; a
+    single run exits non-zero.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweeping = HydraConfig.get().mode.name == "MULTIRUN"
+    try:
+        config = schema.load_config(cfg)
+        from dltrain.train.loop import TrainingInterrupted  # torch is imported here, not before
+        from dltrain.train.run import run_training
+
+        try:
+            record = {"data_changes_allowed": data_changes_allowed} if data_changes_allowed else None
+            summary = run_training(config, run_dir, console, command=invocation, record=record)
+        except TrainingInterrupted as e:
+            interrupted(run_dir, e.signum)
+    except KeyboardInterrupt:
+        _remove_if_untrained(run_dir)
+        raise
+    except UserError as e:
+        if not sweeping:
+            report(e)
+            _remove_if_untrained(run_dir)
+            raise SystemExit(e.exit_code) from None
+        summary = _record_failure(run_dir, str(e))
+    except Exception as e:
+        if not sweeping:
+            raise
+        summary = _record_failure(run_dir, f"{type(e).__name__}: {e}")
+    if summary["status"] == "failed":
+        report(UserError(f"training failed: {summary.get('reason')}"))
+        if not sweeping:
+            raise SystemExit(1)
+        return math.nan  # sweepers (Optuna) record the trial as failed and go on
+    return summary.get(f"best_{summary['monitor']}")
+
+
+def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
+    """A sweep job that could not train still leaves a summary.json saying why."""
+    summary = {"status": "failed", "reason": reason}
+    runs.write_json(run_dir / runs.SUMMARY, summary)
+    return summary
+
+
+def interrupted(run_dir: Path, signum: int) -> None:
+    import signal
+
+    from dltrain.train.interrupt import exit_code
+
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    err_console.print(
+        f"stopped by {name}: checkpoints/last.pt is saved. Continue with:\n"
+        f"  dltrain resume {shlex.quote(str(run_dir))}", markup=False)
+    raise SystemExit(exit_code(signum))
+
+
+def compose(overrides: List[str]) -> schema.TrainConfig:
+    """The validated config of a single run, composed as Hydra would, without running it."""
+    for arg in overrides:
+        group, _, option = arg.partition("=")
+        if group == "hpo" and option not in ("", "null"):
+            raise UserError(f"{arg} is a search space for a sweep: run it with -m "
+                            f"(dltrain -m {arg})")
+        options = schema.GROUPS.get(group)
+        if options is not None and option not in options and "," not in option:
+            raise UserError(unknown_name(group, option, options))
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    _setup_hydra()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="dltrain"):
+            cfg = hydra_compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise UserError(clean_hydra_error(e, overrides)) from None
+    return schema.load_config(cfg)
+
+
+def _setup_hydra() -> None:
+    schema.register_configs()
+    OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
+    from dltrain import hpo
+
+    OmegaConf.register_new_resolver(hpo.RESOLVER, hpo.direction, replace=True)
+
+
+def check_output_dirs(argv: List[str]) -> None:
+    """An explicit hydra.run.dir / hydra.sweep.dir must be creatable and must not hold a run:
+    Hydra would overwrite its .hydra/ record before dltrain could refuse."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        path = Path(value)
+        if key == "hydra.run.dir" and any((path / name).exists() for name in
+                                          ("checkpoints", "metrics.csv", "summary.json")):
+            raise UserError(f"{path} already holds a run; choose a new {key}, "
+                            f"or continue that run: dltrain resume {path}")
+        if key == "hydra.sweep.dir" and path.is_dir() and any((p / ".hydra").is_dir() for p in path.iterdir()):
+            raise UserError(f"{path} already holds a sweep's jobs; choose a new {key}")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise UserError(f"{key}={value}: cannot create a folder there "
+                            f"({existing} is {'not a folder' if not existing.is_dir() else 'not writable'})")
+
+
+def run_hydra(argv: List[str]) -> None:
+    """Hydra's own command line: a run, a sweep (-m), or Hydra's flags (--cfg, --info, ...)."""
+    import logging
+
+    import hydra
+
+    _setup_hydra()
+    # Optuna's storage layer (alembic) logs every plugin it loads at INFO: noise in a sweep
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        check_output_dirs(argv)
+        if not any(arg.startswith("-") for arg in argv):
+            # a single run is validated before Hydra makes a folder for it; sweeps and Hydra's
+            # flags are left to Hydra, and each job validates itself in train_task
+            compose(argv)
+    except UserError as e:
+        report(e)
+        sys.exit(e.exit_code)
+    sys.argv = [sys.argv[0], *argv]
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
