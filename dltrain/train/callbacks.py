@@ -1,20 +1,22 @@
-"""Callbacks that keep the run folder in step with training: checkpoints, metrics, TensorBoard."""
+"""Callbacks that keep the run folder in step with training: checkpoints, and the metric
+loggers (metrics.csv, TensorBoard, ...; see :mod:`dltrain.loggers`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterable, Mapping, Sequence
 
 from dltrain import runs
 from dltrain.checkpoint import save_checkpoint
-from dltrain.errors import UserError
+from dltrain.loggers import MetricLogger, flatten
 from dltrain.train.loop import Callback, Job
 
 
 class CheckpointWriter(Callback):
-    """After every epoch: best.pt on improvement, metrics.csv, then last.pt.
+    """After every epoch: best.pt on improvement, then last.pt.
 
-    ``checkpoint`` builds the checkpoint dict of the job's current state.
+    ``checkpoint`` builds the checkpoint dict of the job's current state. metrics.csv is the
+    csv logger's (:class:`LoggerFanOut`), which must come before this callback.
     """
 
     def __init__(self, root: Path, checkpoint: Callable[[], Dict[str, Any]]) -> None:
@@ -25,39 +27,45 @@ class CheckpointWriter(Callback):
         ckpt = self.checkpoint()
         if improved:
             save_checkpoint(self.root / runs.CHECKPOINTS / runs.BEST, ckpt)
-        # metrics.csv goes before last.pt: a crash in between leaves the csv one row ahead of
-        # the checkpoint, which resume rewrites; never a checkpoint ahead of its metrics
         self.save_last(job, ckpt)
 
     def save_last(self, job: Job, ckpt: Dict[str, Any]) -> None:
-        runs.write_metrics(self.root / runs.METRICS, job.state.history)
         save_checkpoint(self.root / runs.CHECKPOINTS / runs.LAST, ckpt)
 
 
-class TensorBoardLogger(Callback):
-    """``logger=tensorboard``: each epoch's metrics as scalars under RUN/tensorboard/."""
+class LoggerFanOut(Callback):
+    """Hands a run's events to every chosen logger: ``start`` (the checkpoint's history and the
+    config) before training, each epoch's metrics at ``step=epoch``, and ``finish`` (the run
+    folder's files, then the status) once, however the run ends.
 
-    FOLDER = "tensorboard"
+    Put it before :class:`CheckpointWriter`: the loggers take an epoch before last.pt says it is
+    done, so a crash in between leaves them one epoch ahead of the checkpoint, which the resume
+    drops (each logger's ``start``), and never behind it.
+    """
 
-    def __init__(self, root: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise UserError(
-                "logger=tensorboard needs the tensorboard package: pip install tensorboard "
-                "(or pip install 'dltrain[dev]')"
-            ) from None
-        self.writer = SummaryWriter(log_dir=str(Path(root) / self.FOLDER))
+    def __init__(self, loggers: Sequence[MetricLogger]) -> None:
+        self.loggers = list(loggers)
+        self.finished = False
+
+    def start(self, history: Sequence[Mapping[str, float]], config: Mapping[str, Any]) -> None:
+        params = flatten(config)
+        for logger in self.loggers:
+            logger.start(history)
+            logger.log_params(params)
 
     def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
-        epoch = int(row["epoch"])
-        for key, value in row.items():
-            split, _, name = key.partition("_")
-            if split in ("train", "val"):
-                self.writer.add_scalar(f"{name}/{split}", value, epoch)
-            elif key != "epoch":
-                self.writer.add_scalar(key, value, epoch)
-        self.writer.flush()
+        metrics = {key: value for key, value in row.items() if key != "epoch"}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=int(row["epoch"]))
 
-    def close(self) -> None:
-        self.writer.close()
+    def finish(self, status: str, artifacts: Iterable[Path] = ()) -> None:
+        """Once: the files among ``artifacts`` that exist, then ``status``. A second call (a
+        failure while an interrupted run finishes) does nothing."""
+        if self.finished:
+            return
+        self.finished = True
+        files = [Path(path) for path in artifacts if Path(path).is_file()]
+        for logger in self.loggers:
+            for path in files:
+                logger.log_artifact(path)
+            logger.finish(status)

@@ -23,13 +23,14 @@ from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_
                             set_threads, wants_determinism)
 from dltrain.errors import UserError
 from dltrain.fingerprint import fingerprint
+from dltrain.loggers import build_loggers
 from dltrain.losses import build_eval_loss, build_loss
 from dltrain.models import build_model
 from dltrain.optim import (Schedule, build_optimizer, build_schedule, retune_schedule,
                            set_hyperparameters, split_decay)
 from dltrain.plots import plot_curves
 from dltrain.schema import TrainConfig, load_config, resolve_monitor, resolve_paths, to_dict
-from dltrain.train.callbacks import CheckpointWriter, TensorBoardLogger
+from dltrain.train.callbacks import CheckpointWriter, LoggerFanOut
 from dltrain.train.interrupt import StopOnSignal
 from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted,
                                 drops_singleton, evaluate, fit)
@@ -154,7 +155,6 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         if event.get("changes"):
             apply_changes(job, load_config(ckpt["config"]))
         job.state.stop_reason = None  # asked for more epochs: an early stop no longer applies
-        runs.write_metrics(run_dir / runs.METRICS, job.state.history)  # drop rows past last.pt
     else:
         # the saved config holds absolute paths, so the folder replays from any directory;
         # run.yaml keeps them as typed
@@ -175,9 +175,11 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
                   markup=False, highlight=False)
 
     writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job))
-    hooks: List[Callback] = [writer, *callbacks]
-    if "tensorboard" in config.logger:
-        hooks.append(TensorBoardLogger(run_dir))
+    # metrics.csv, TensorBoard, ...: started from the checkpoint's history, which drops the
+    # epochs logged past last.pt; they take each epoch before the writer saves last.pt
+    loggers = LoggerFanOut(build_loggers(config.logger, run_dir))
+    loggers.start(job.state.history, to_dict(config))
+    hooks: List[Callback] = [loggers, writer, *callbacks]
     progress = make_progress(config.trainer.progress, console)
     if progress is not None:
         hooks.append(progress)
@@ -187,6 +189,7 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         summary = summarize(job, run_dir, status, time.perf_counter() - start, n_params)
         runs.write_json(run_dir / runs.SUMMARY, summary)
         plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
+        loggers.finish(status, [run_dir / runs.SUMMARY, run_dir / CURVES])
         return summary
 
     status = "completed"
@@ -199,6 +202,9 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         except TrainingInterrupted:
             writer.save_last(job, make_checkpoint(job))
             finish("interrupted")  # the folder still describes itself: epochs done, best so far
+            raise
+        except BaseException:  # a crash: no summary, but the loggers learn that the run failed
+            loggers.finish("failed")
             raise
         finally:
             for cb in hooks:
