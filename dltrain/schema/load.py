@@ -45,7 +45,11 @@ def load_config(raw: Mapping[str, Any]) -> TrainConfig:
     Raises :class:`UserError` naming the key and what is allowed.
     """
     if OmegaConf.is_config(raw):
-        raw = OmegaConf.to_container(raw, resolve=True)
+        try:
+            raw = OmegaConf.to_container(raw, resolve=True)
+        except OmegaConfBaseException as e:  # an interpolation that does not resolve
+            where = f"{e.full_key}: " if e.full_key else ""
+            raise UserError(f"{where}{str(e).splitlines()[0]}") from None
     if not isinstance(raw, Mapping):
         raise UserError(f"a config must be a mapping of groups, got {type(raw).__name__}")
     raw = {k: v for k, v in raw.items() if k != "hydra"}

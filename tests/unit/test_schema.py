@@ -220,3 +220,14 @@ def test_schema_does_not_import_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_interpolation_that_does_not_resolve_is_a_user_error(raw_config):
+    from omegaconf import OmegaConf
+
+    from dltrain.errors import UserError
+    from dltrain.schema import load_config
+
+    cfg = OmegaConf.create(raw_config(trainer={"epochs": "${oops}"}))
+    with pytest.raises(UserError, match="trainer.epochs: Interpolation key 'oops' not found"):
+        load_config(cfg)
