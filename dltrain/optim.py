@@ -37,9 +37,14 @@ def default_weight_decay(name: str) -> float:
     return float(inspect.signature(OPTIMIZERS.get(name)).parameters["weight_decay"].default)
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module,
-                    weight_decay: Optional[float]) -> torch.optim.Optimizer:
-    """``weight_decay`` (None = the optimizer's default) applies to weights only."""
+def build_optimizer(cfg: OptimConfig, model: nn.Module, weight_decay: Optional[float], *,
+                    fused: bool = False) -> torch.optim.Optimizer:
+    """``weight_decay`` (None = the optimizer's default) applies to weights only.
+
+    ``fused`` asks for the optimizer's fused kernels (one kernel for all parameters; on CUDA they
+    also take 16-mixed's overflow check without a host sync). Where the optimizer has none, or
+    not for these parameters' device and dtype, it gets its foreach kernels.
+    """
     if weight_decay is None:
         weight_decay = default_weight_decay(cfg.name)
     decay, no_decay = split_decay(model)
@@ -50,7 +55,34 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module,
     kwargs = fields_of(cfg)
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    return OPTIMIZERS.get(cfg.name)([g for g in groups if g["params"]], **kwargs)
+    cls, groups = OPTIMIZERS.get(cfg.name), [g for g in groups if g["params"]]
+    if not fused:
+        return cls(groups, **kwargs)
+    if has_fused_kernels(cls, [p for g in groups for p in g["params"]]):
+        return cls(groups, **kwargs, fused=True)
+    return cls(groups, **kwargs, foreach=True)
+
+
+def has_fused_kernels(cls: type, params: list[nn.Parameter]) -> bool:
+    """Whether torch has fused kernels of optimizer ``cls`` for ``params``, asked of torch
+    itself: the option in the constructor's signature, then the device and dtype check that
+    torch runs at the first step (an error there would come too late to fall back)."""
+    if "fused" not in inspect.signature(cls).parameters:
+        return False
+    try:
+        from torch.optim.optimizer import _device_dtype_check_for_fused
+    except ImportError:  # an older torch checks in the constructor
+        try:
+            cls(params, fused=True)
+        except RuntimeError:
+            return False
+        return True
+    try:
+        for p in params:
+            _device_dtype_check_for_fused(p)
+    except RuntimeError:  # "`fused=True` requires all the params to be floating point ..."
+        return False
+    return True
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: OptimConfig,

@@ -23,6 +23,9 @@ SAVED_CONFIG = runs.SAVED_CONFIG
 FREE_ON_RESUME = {
     "trainer.epochs", "trainer.progress", "trainer.log_every", "trainer.device",
     "trainer.eval_batch_size", "trainer.early_stopping.patience", "trainer.threads",
+    # torch.compile computes the same model (its fused kernels may round differently);
+    # trainer.precision is not free: it changes the numbers the run computes
+    "trainer.compile", "trainer.compile_mode",
 }
 FREE_PREFIXES = ("logger.",)  # loggers record the run; they never change it
 EPOCH_BOUND_SCHEDULES = ("cosine", "onecycle")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -67,6 +67,10 @@ class StreamSplit:
     transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = field(default=None, repr=False)
     num_workers: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # the DataLoader that reads this split: made on first use by dltrain.data.batching and kept
+    # for every epoch after, so that its worker processes persist. ``to`` makes a new split
+    # without it (its pin_memory depends on the device)
+    loader: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]

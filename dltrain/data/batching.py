@@ -3,7 +3,9 @@ DataLoader.
 
 In memory there is no DataLoader and no per-sample Python: a batch is one index_select on tensors
 that already sit on the training device. A :class:`StreamSplit` is read by worker processes in
-the same shuffled order and each batch is copied to the device as it arrives.
+the same shuffled order, into pinned memory when the device is CUDA, and each batch is copied to
+the device as it arrives, without waiting for the copy. Its DataLoader is made once and its
+workers persist from one epoch to the next.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def iterate(
     order = torch.randperm(n, generator=generator) if shuffle else None
     bounds = _bounds(n, batch_size, drop_singleton)[skip:]
     if isinstance(split, StreamSplit):
-        yield from _stream(split, bounds, order, generator)
+        yield from _stream(split, bounds, order)
         return
     if order is not None:
         order = order.to(split.x.device, non_blocking=True)  # n indices once per epoch
@@ -66,25 +68,53 @@ def _bounds(n: int, batch_size: int, drop_singleton: bool) -> List[Tuple[int, in
     return bounds
 
 
-def _stream(split: StreamSplit, bounds: List[Tuple[int, int]], order: Optional[torch.Tensor],
-            generator: Optional[torch.Generator]) -> Iterator[Batch]:
+class EpochBatches:
+    """The batch sampler of a kept DataLoader: each epoch sets its batches before iterating.
+    (A DataLoader's sampler cannot be replaced once it is made; its iterator asks the sampler
+    for a new iterator at the start of every epoch, in this process, and sends the indices to
+    the workers.)"""
+
+    def __init__(self) -> None:
+        self.batches: List[List[int]] = []
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _stream(split: StreamSplit, bounds: List[Tuple[int, int]],
+            order: Optional[torch.Tensor]) -> Iterator[Batch]:
+    indices = order.tolist() if order is not None else range(len(split))
+    loader = split.loader or _make_loader(split)
+    loader.batch_sampler.batches = [list(indices[start:stop]) for start, stop in bounds]
+    try:
+        for x, y in read_loader(loader):
+            x = x.to(split.device, non_blocking=True)
+            y = y.to(split.device, non_blocking=True)
+            if split.transform is not None:
+                x = split.transform(x)
+            yield x, y
+    except UserError:
+        split.loader = None  # a file could not be read: let its workers go with the loader
+        raise
+
+
+def _make_loader(split: StreamSplit) -> Any:
     from torch.utils.data import DataLoader
 
-    indices = order.tolist() if order is not None else range(len(split))
-    batches = [list(indices[start:stop]) for start, stop in bounds]
-    # the DataLoader draws its workers' base seed from this generator: without one it would draw
-    # from the global RNG, which a mid-epoch resume restores to after that draw, shifting every
-    # dropout mask that follows. Evaluation gets a fixed one: it needs no randomness.
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    loader = DataLoader(split.dataset, batch_sampler=batches, num_workers=split.num_workers,
-                        pin_memory=split.device.type == "cuda", generator=generator)
-    for x, y in read_loader(loader):
-        x = x.to(split.device, non_blocking=True)
-        y = y.to(split.device, non_blocking=True)
-        if split.transform is not None:
-            x = split.transform(x)
-        yield x, y
+    # The loader draws its workers' base seed from its own fixed generator, when its workers
+    # start: not from the shuffle generator, whose draws must not depend on whether the workers
+    # were started in this epoch (a resumed run starts them in the epoch it resumes), and not
+    # from the global RNG, which a mid-epoch resume restores to after that draw. The workers
+    # only decode files: dltrain's data sets draw no random numbers there (augmentation runs on
+    # the device), so persistent workers that started in another epoch read the same batches.
+    split.loader = DataLoader(
+        split.dataset, batch_sampler=EpochBatches(), num_workers=split.num_workers,
+        pin_memory=split.device.type == "cuda", persistent_workers=split.num_workers > 0,
+        generator=torch.Generator().manual_seed(0))
+    return split.loader
 
 
 def read_loader(loader: Iterable[Any]) -> Iterator[Any]:

@@ -14,6 +14,10 @@ from dltrain.schema.model import ActivationConfig, ModelConfig
 from dltrain.schema.optim import LossConfig, OptimConfig, SchedConfig
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# trainer.precision: float32, bfloat16 autocast, float16 autocast with a gradient scaler (CUDA)
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+# torch.compile's modes (torch._inductor.list_mode_options, named here without importing torch)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # the metrics trainer.monitor may watch for each task, and the direction that is better
 MONITORS = {
     "classification": {"val_loss": "min", "val_acc": "max"},
@@ -64,6 +68,11 @@ class TrainerConfig(Options):
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     log_every: int = 20  # steps between loss readouts in the live progress (a host sync each)
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
+    # 32 | bf16-mixed (bfloat16 autocast; CPU or CUDA) | 16-mixed (float16 autocast and a
+    # gradient scaler; CUDA only, refused elsewhere once the device is known)
+    precision: str = "32"
+    compile: bool = False  # torch.compile the model for training and evaluation
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | ...-no-cudagraphs
 
     def check(self, v: Checker) -> None:
         v.at_least("epochs", self.epochs, 1)
@@ -79,6 +88,8 @@ class TrainerConfig(Options):
         v.one_of("monitor", self.monitor, monitors)
         v.at_least("log_every", self.log_every, 1)
         v.one_of("progress", self.progress, ("auto", "rich", "plain", "none"))
+        v.one_of("precision", self.precision, PRECISIONS)
+        v.one_of("compile_mode", self.compile_mode, COMPILE_MODES)
         super().check(v)  # early_stopping
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from dltrain.data import DataSplits, Split
 from dltrain.data.batching import iterate, num_batches
+from dltrain.device import FastPath
 from dltrain.losses import l1_penalty
 from dltrain.optim import Schedule
 from dltrain.schema import TrainConfig
@@ -72,6 +73,13 @@ class Job:
     mode: str
     l1_params: List[nn.Parameter]
     state: TrainState = field(default_factory=TrainState)
+    # how ``model`` runs on ``device``: precision, torch.compile, channels-last (None: as it is,
+    # in float32). ``model`` stays the plain module: it is what checkpoints save
+    fast: Optional[FastPath] = None
+
+    def __post_init__(self) -> None:
+        if self.fast is None:
+            self.fast = FastPath.plain(self.model)
 
 
 class Callback:
@@ -115,14 +123,23 @@ def drops_singleton(model: nn.Module) -> bool:
 def train_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step; returns the data loss and the outputs, both still on the device."""
     reg, trainer = job.config.regularization, job.config.trainer
-    out = job.model(x)
-    loss = job.criterion(out, y)
+    fast = job.fast
+    with fast.precision.autocast():
+        out = fast.forward(x)
+        loss = job.criterion(out.float(), y)  # in float32 whatever the precision (a no-op at 32)
     objective = loss + reg.l1 * l1_penalty(job.l1_params) if reg.l1 > 0 else loss
     job.optimizer.zero_grad(set_to_none=True)
-    objective.backward()
+    # 16-mixed scales the loss so that small float16 gradients do not underflow; at 32 and
+    # bf16-mixed the scaler passes each call through. On CUDA, scaler.step reads back whether a
+    # gradient overflowed (a host sync per step) unless the optimizer is fused: the fused
+    # kernels take the overflow flag on the device and skip the update there
+    scaler = fast.precision.scaler
+    scaler.scale(objective).backward()
     if trainer.grad_clip is not None:
+        scaler.unscale_(job.optimizer)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(job.model.parameters(), trainer.grad_clip)
-    job.optimizer.step()
+    scaler.step(job.optimizer)  # 16-mixed: skipped when a gradient is inf or NaN
+    scaler.update()
     job.schedule.after_step()
     return loss, out
 
@@ -142,9 +159,13 @@ class Evaluable(Protocol):
 def evaluate(job: Evaluable, split: Split, prefix: str) -> Dict[str, float]:
     """Loss and task metrics of ``job.model`` on ``split`` (``{prefix}_loss``, ...)."""
     job.model.eval()
+    # a training job's fast path; dltrain eval's job has none: the module, in float32
+    fast = getattr(job, "fast", None) or FastPath.plain(job.model)
     sums = MetricSums(job.data.info, job.device)
     for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False):
-        out = job.model(x)
+        with fast.precision.autocast():
+            out = fast.forward(x)
+        out = out.float()  # the loss and the metrics in float32, whatever the precision
         sums.add(job.eval_criterion(out, y), out, y)
     return sums.compute(prefix)
 
@@ -173,6 +194,7 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
             state.epoch_rng, state.partial_time = job.generator.get_state(), 0.0
             state.epoch_lr = job.optimizer.param_groups[0]["lr"]
         lr = state.epoch_lr
+        compiling = job.fast.clock.seconds
         start = time.perf_counter() - state.partial_time
         batches = iterate(train, trainer.batch_size, shuffle=True, generator=job.generator,
                           drop_singleton=singleton, skip=state.batch)
@@ -189,6 +211,9 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
                 raise TrainingInterrupted(stop.requested)
         row = sums.compute("train")  # the epoch's one host sync of the training pass
         elapsed = time.perf_counter() - start
+        # torch.compile's warm-up is reported apart (summary.json's compile_time_s): the steps
+        # that compiled count only the time they took besides compiling
+        steps_time = elapsed - (job.fast.clock.seconds - compiling)
         state.batch, state.epoch_rng, state.partial_sums, state.epoch_lr = 0, None, None, None
         if not math.isfinite(row["train_loss"]):
             raise TrainingDiverged(f"the training loss became {row['train_loss']} in epoch {state.epoch + 1}")
@@ -196,7 +221,7 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
         row.update(evaluate(job, job.data.val, "val"))
         state.epoch += 1
         row = {"epoch": state.epoch, **row, "lr": lr, "epoch_time_s": elapsed,
-               "samples_per_s": sums.n / elapsed if elapsed > 0 else float("nan")}
+               "samples_per_s": sums.n / steps_time if steps_time > 0 else float("nan")}
         state.history.append(row)
         job.schedule.after_epoch(row[job.monitor])
         improved = state.update_best(row[job.monitor], job.mode, trainer.early_stopping.min_delta)

@@ -19,8 +19,10 @@ from dltrain import runs
 from dltrain.checkpoint import load_checkpoint, versions
 from dltrain.data import load_data
 from dltrain.data.batching import num_batches
-from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
-                            set_threads, wants_determinism)
+from dltrain.device import (CompileClock, FastPath, Precision, apply_performance,
+                            compile_failures_as_user_errors, compile_model, performance_settings,
+                            resolve_device, rng_state, seed_everything, set_rng_state, set_threads,
+                            wants_determinism)
 from dltrain.errors import UserError
 from dltrain.fingerprint import fingerprint
 from dltrain.loggers import build_loggers
@@ -44,8 +46,10 @@ def build_job(config: TrainConfig) -> Job:
     """Data, model, loss, optimizer and schedule for ``config``, seeded and on its device."""
     trainer = config.trainer
     device = resolve_device(trainer.device)
+    precision = Precision(trainer.precision, device)  # refuses 16-mixed off CUDA before loading
     set_threads(trainer.threads)
-    seed_everything(trainer.seed, wants_determinism(trainer.deterministic, device))
+    deterministic = wants_determinism(trainer.deterministic, device)
+    seed_everything(trainer.seed, deterministic)
     data = load_data(config.data)
     info = data.info
     monitor, mode = resolve_monitor(trainer, info.task)
@@ -53,15 +57,29 @@ def build_job(config: TrainConfig) -> Job:
     eval_criterion = build_eval_loss(config.loss, info.task)
     # the model is built after seeding so its initial weights depend on trainer.seed only
     model = build_model(config, info).to(device)
-    optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay)
+    settings = performance_settings(
+        device.type, deterministic=deterministic,
+        conv2d=any(isinstance(m, torch.nn.Conv2d) for m in model.modules()))
+    apply_performance(settings, device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay,
+                                fused=settings.fused_optimizer)
     schedule = make_schedule(config, optimizer, model, len(data.train), mode)
     generator = torch.Generator().manual_seed(trainer.seed)
     data = data.to(device)
+    fast = FastPath(model, precision, settings)
+    if trainer.compile:
+        fast.model = compile_model(model, trainer.compile_mode, config.model.name)
+        fast.compile_mode, fast.clock = trainer.compile_mode, CompileClock(enabled=True)
+        # inductor uses CUDA graphs in these modes, and only on CUDA
+        fast.cudagraphs = (device.type == "cuda"
+                           and trainer.compile_mode in ("reduce-overhead", "max-autotune"))
     return Job(
         config=config, model=model, criterion=criterion.to(device),
         eval_criterion=eval_criterion.to(device), optimizer=optimizer,
         schedule=schedule, data=data, device=device, generator=generator,
-        monitor=monitor, mode=mode, l1_params=split_decay(model)[0],
+        monitor=monitor, mode=mode, l1_params=split_decay(model)[0], fast=fast,
     )
 
 
@@ -98,6 +116,7 @@ def make_checkpoint(job: Job) -> Dict[str, Any]:
         "model": job.model.state_dict(),
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.schedule.state_dict(),
+        "scaler": job.fast.precision.scaler.state_dict(),  # empty unless 16-mixed
         **{key: getattr(job.state, key) for key in STATE_KEYS},
         "monitor": job.monitor,
         "mode": job.mode,
@@ -118,6 +137,10 @@ def restore(job: Job, ckpt: Dict[str, Any]) -> None:
                         f"{str(e).splitlines()[0]}") from None
     job.optimizer.load_state_dict(ckpt["optimizer"])
     job.schedule.load_state_dict(ckpt["scheduler"])
+    # a checkpoint from before 16-mixed (or of another precision) has no scaler state: the
+    # scaler then starts afresh, as it does in a new run
+    if ckpt.get("scaler") and job.fast.precision.scaler.is_enabled():
+        job.fast.precision.scaler.load_state_dict(ckpt["scaler"])
     for key in STATE_KEYS:
         setattr(job.state, key, ckpt.get(key, getattr(job.state, key)))
     job.state.history = list(job.state.history)
@@ -159,7 +182,8 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         # the saved config holds absolute paths, so the folder replays from any directory;
         # run.yaml keeps them as typed
         runs.save_config(run_dir, to_dict(config))
-        record = {"paths": typed_paths, "data": fingerprint(config.data), **record}
+        record = {"paths": typed_paths, "data": fingerprint(config.data),
+                  "performance": job.fast.record(job.optimizer), **record}
     runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
                       versions=versions(), command=command, extra=record,
                       event={"from_epoch": job.state.epoch, **event} if resume else None)
@@ -193,8 +217,10 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         return summary
 
     status = "completed"
-    # a signal after the last step waits for the summary: a finished run always gets one
-    with StopOnSignal() as stop:
+    # a signal after the last step waits for the summary: a finished run always gets one.
+    # torch.compile compiles lazily, in the steps and evaluations: a failure is one line
+    with StopOnSignal() as stop, job.fast.clock, \
+            compile_failures_as_user_errors(config.model.name, config.trainer.compile):
         try:
             fit(job, hooks, stop)
         except TrainingDiverged as e:
@@ -243,4 +269,7 @@ def summarize(job: Job, run_dir: Path, status: str, train_time: float, n_params:
         "seed": job.config.trainer.seed,
         "train_time_s": train_time,
         "mean_samples_per_s": sum(speeds) / len(speeds) if speeds else 0.0,
+        # torch.compile's warm-up (all compilations of training, validation and test), not
+        # counted in samples/s
+        **({"compile_time_s": job.fast.clock.seconds} if job.fast.compile_mode else {}),
     }

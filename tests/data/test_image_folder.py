@@ -82,6 +82,25 @@ def test_streaming_with_worker_processes(folder):
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == [0] * 6 + [1] * 6 + [2] * 6
 
 
+def test_a_stream_keeps_its_loader_and_workers_across_epochs(folder):
+    """Issue 9: one DataLoader per split, its worker processes persistent; each epoch hands it
+    that epoch's order. The stream draws nothing from the shuffle generator, so every epoch's
+    order is the one the same set held in memory gets."""
+    kept = load_data(folder_config(folder, image_size=8))
+    streamed = load_data(folder_config(folder, image_size=8, max_memory_mb=0, num_workers=1))
+    ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    loader = None
+    for _epoch in range(3):
+        batches_a = list(iterate(kept.train, 4, shuffle=True, generator=ga))
+        batches_b = list(iterate(streamed.train, 4, shuffle=True, generator=gb))
+        loader = loader or streamed.train.loader
+        assert streamed.train.loader is loader and loader.persistent_workers
+        for (xa, ya), (xb, yb) in zip(batches_a, batches_b, strict=True):
+            torch.testing.assert_close(xa, xb)
+            assert torch.equal(ya, yb)
+    assert torch.equal(ga.get_state(), gb.get_state())
+
+
 def test_stream_split_moves_to_a_device_by_recording_it(folder):
     data = load_data(folder_config(folder, max_memory_mb=0))
     moved = data.val.to(torch.device("cpu"))

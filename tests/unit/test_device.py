@@ -6,10 +6,13 @@ import random
 
 import pytest
 import torch
+from torch import nn
 
-from dltrain.device import (resolve_device, rng_state, seed_everything, set_rng_state,
-                            wants_determinism)
+from dltrain.device import (FastPath, Performance, Precision, apply_performance,
+                            optimizer_kernels, performance_settings, resolve_device, rng_state,
+                            seed_everything, set_rng_state, wants_determinism)
 from dltrain.errors import UserError
+from dltrain.optim import build_optimizer
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -68,3 +71,72 @@ def test_rng_state_restores_every_generator():
         assert isinstance(state["python"], list)
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# the CUDA defaults (issue 9), decided by one function: tested here with the device type given
+@pytest.mark.parametrize("device_type", ["cpu", "mps"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_off_cuda_nothing_changes(device_type, deterministic):
+    assert performance_settings(device_type, deterministic=deterministic, conv2d=True) == \
+        Performance(channels_last=False, cudnn_benchmark=False, tf32=False, fused_optimizer=False)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("conv2d", [False, True])
+def test_cuda_defaults(deterministic, conv2d):
+    settings = performance_settings("cuda", deterministic=deterministic, conv2d=conv2d)
+    assert settings.channels_last is conv2d  # the CNNs on images only
+    assert settings.fused_optimizer  # deterministic too: a fused step is as repeatable
+    # cuDNN's timed algorithm choice and TF32's rounding: only when not deterministic
+    assert settings.cudnn_benchmark is settings.tf32 is (not deterministic)
+
+
+def test_applying_the_settings_off_cuda_leaves_torch_as_it_is():
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+              torch.get_float32_matmul_precision())
+    apply_performance(Performance(True, True, True, True), torch.device("cpu"))
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision()) == before
+
+
+def test_build_job_on_cpu_keeps_the_plain_path_and_records_it(make_config):
+    from dltrain.train.run import build_job
+
+    job = build_job(make_config(model={"name": "cnn", "channels": [4], "hidden_size": 0}))
+    assert job.fast.model is job.model and job.fast.compile_mode is None
+    assert job.model[0].weight.is_contiguous()  # NCHW: channels_last is for CUDA
+    assert job.fast.record(job.optimizer) == {
+        "precision": "32", "compile": False, "channels_last": False, "cudnn_benchmark": False,
+        "tf32": False, "optimizer": "default"}
+
+
+def test_channels_last_batches():
+    conv = nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    fast = FastPath(conv, Precision("32", torch.device("cpu")),
+                    Performance(channels_last=True, cudnn_benchmark=False, tf32=False,
+                                fused_optimizer=False))
+    seen = []
+    conv.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(fast.forward(x), conv(x), atol=1e-6)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert not seen[1].is_contiguous(memory_format=torch.channels_last)  # conv(x) as given
+
+
+@pytest.mark.parametrize("name, want", [("adam", "fused"), ("adamw", "fused"), ("sgd", "fused"),
+                                        ("rmsprop", "foreach")])  # RMSprop has no fused kernels
+def test_fused_optimizer_where_torch_has_it_else_foreach(make_config, name, want):
+    optim = {"name": name, "lr": 0.01} if name != "sgd" else {"name": "sgd", "lr": 0.01}
+    model = nn.Linear(3, 2)
+    optimizer = build_optimizer(make_config(optim=optim).optim, model, None, fused=True)
+    assert optimizer_kernels(optimizer) == want
+    plain = build_optimizer(make_config(optim=optim).optim, model, None)
+    assert optimizer_kernels(plain) == "default"  # the CPU path: torch's own choice
+
+
+def test_fused_falls_back_to_foreach_where_the_device_has_no_fused_kernels(make_config):
+    model = nn.Linear(3, 2, device="meta")  # torch's own check refuses fused kernels there
+    optimizer = build_optimizer(make_config(optim={"name": "adam"}).optim, model, None,
+                                fused=True)
+    assert optimizer_kernels(optimizer) == "foreach"

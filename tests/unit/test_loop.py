@@ -200,11 +200,15 @@ class Interrupt:
         pass
 
 
-@pytest.mark.parametrize("sched", [{"name": "none"}, {"name": "onecycle"}])
-@pytest.mark.parametrize("where", ["epoch end", "mid epoch"])
-def test_checkpoint_resumes_exactly(make_config, tmp_path, sched, where):
+@pytest.mark.parametrize("sched, where, precision", [
+    ({"name": "none"}, "epoch end", "32"), ({"name": "none"}, "mid epoch", "32"),
+    ({"name": "onecycle"}, "epoch end", "32"), ({"name": "onecycle"}, "mid epoch", "32"),
+    ({"name": "onecycle"}, "mid epoch", "bf16-mixed"),  # autocast keeps the resume exact
+])
+def test_checkpoint_resumes_exactly(make_config, tmp_path, sched, where, precision):
     """Train 3 epochs straight, or stop, rebuild from the checkpoint and train on: the same."""
-    config = tiny(make_config, trainer={"epochs": 3, "seed": 7, "batch_size": 128},
+    config = tiny(make_config, trainer={"epochs": 3, "seed": 7, "batch_size": 128,
+                                        "precision": precision},
                   optim={"name": "adam"}, sched=sched, regularization={"dropout": 0.2})
     straight = build_job(config)
     fit(straight)
