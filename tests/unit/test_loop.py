@@ -294,3 +294,23 @@ def test_metrics_csv_round_trips(tmp_path):
 def test_summary_json_writes_null_for_non_finite(tmp_path):
     runs.write_json(tmp_path / "s.json", {"a": float("nan"), "b": float("inf"), "c": 1.5, "d": "x"})
     assert json.loads((tmp_path / "s.json").read_text()) == {"a": None, "b": None, "c": 1.5, "d": "x"}
+
+
+def test_rich_progress_redraws_on_a_clock_and_reads_the_loss_at_redraws(make_config, monkeypatch):
+    """Issue 9: the live bar costs nothing per step - it redraws at most every DRAW_S and reads
+    the running loss (a host sync) only at a redraw, log_every steps after the last read."""
+    from dltrain.train import progress as progress_module
+
+    clock = iter(i * 0.01 for i in range(10**6))  # 10 ms a step
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    bar = progress_module.RichProgress(Console(file=io.StringIO(), force_terminal=True))
+    job = build_job(tiny(make_config, trainer={"batch_size": 16, "log_every": 5}))
+    reads = []
+    redraws = []
+    monkeypatch.setattr(bar.progress, "refresh", lambda: redraws.append(1))
+    bar.on_epoch_start(job, 200)
+    for batch in range(1, 201):
+        bar.on_step(job, batch, lambda: reads.append(batch) or {"train_loss": 1.0, "train_acc": 0.5})
+    bar.close()
+    assert 5 <= len(redraws) <= 10  # 2 s of steps, a redraw every 0.25 s (and one at the start)
+    assert 0 < len(reads) <= len(redraws)
