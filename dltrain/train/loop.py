@@ -17,7 +17,7 @@ from torch import nn
 
 from dltrain.data import DataSplits, Split
 from dltrain.data.batching import iterate, num_batches
-from dltrain.device import FastPath
+from dltrain.fastpath import FastPath
 from dltrain.losses import l1_penalty
 from dltrain.optim import Schedule
 from dltrain.schema import TrainConfig

@@ -19,10 +19,11 @@ from dltrain import runs
 from dltrain.checkpoint import load_checkpoint, versions
 from dltrain.data import load_data
 from dltrain.data.batching import num_batches
-from dltrain.device import (CompileClock, FastPath, Precision, apply_performance,
-                            compile_failures_as_user_errors, compile_model, performance_settings,
-                            resolve_device, rng_state, seed_everything, set_rng_state, set_threads,
+from dltrain.device import (Precision, apply_performance, performance_settings, resolve_device,
+                            rng_state, seed_everything, set_rng_state, set_threads,
                             wants_determinism)
+from dltrain.fastpath import (CompileClock, FastPath, compile_failures_as_user_errors,
+                              compile_model)
 from dltrain.errors import UserError
 from dltrain.fingerprint import fingerprint
 from dltrain.loggers import build_loggers

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-import torch
 from rich.console import Console
 
 from dltrain import runs

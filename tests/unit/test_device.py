@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from dltrain.device import (FastPath, Performance, Precision, apply_performance,
-                            optimizer_kernels, performance_settings, resolve_device, rng_state,
-                            seed_everything, set_rng_state, wants_determinism)
+from dltrain.device import (Performance, Precision, apply_performance, optimizer_kernels,
+                            performance_settings, resolve_device, rng_state, seed_everything,
+                            set_rng_state, wants_determinism)
+from dltrain.fastpath import FastPath
 from dltrain.errors import UserError
 from dltrain.optim import build_optimizer
 

@@ -37,12 +37,14 @@ def counted(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_host_reads_do_not_grow_with_the_steps(make_config, counted, task):
+@pytest.mark.parametrize("task, precision", [("classification", "32"), ("regression", "32"),
+                                             ("classification", "bf16-mixed")])
+def test_host_reads_do_not_grow_with_the_steps(make_config, counted, task, precision):
     data = {"name": "digits"} if task == "classification" else {"name": "diabetes"}
     reads = {}
     for batch_size in (256, 16):  # 5 and 79 steps an epoch on digits
-        job = build_job(make_config(data=data, trainer={"epochs": 2, "batch_size": batch_size}))
+        job = build_job(make_config(data=data, trainer={"epochs": 2, "batch_size": batch_size,
+                                                        "precision": precision}))
         counted.clear()
         state = fit(job)
         reads[state.step] = dict(counted)

@@ -4,7 +4,6 @@ cases are in test_gpu.py."""
 
 from __future__ import annotations
 
-import collections
 from contextlib import nullcontext
 
 import pytest
@@ -114,25 +113,3 @@ def test_checkpoint_holds_the_scaler_state_and_old_ones_still_load(make_config, 
 def test_a_changed_precision_is_a_change_of_the_maths(make_config):
     old, new = make_config(), make_config(trainer={"precision": "bf16-mixed"})
     assert [c["key"] for c in math_changes(old, new)] == ["trainer.precision"]
-
-
-def test_bf16_reads_nothing_back_per_step(make_config, monkeypatch):
-    """The lean-loop guard (test_lean_step.py) for bf16-mixed: autocast adds no host read."""
-    calls = collections.Counter()
-    for name in HOST_READS:
-        original = getattr(torch.Tensor, name)
-
-        def counting(self, *args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counting)
-    reads = {}
-    for batch_size in (256, 16):  # 5 and 79 steps an epoch on digits
-        job = build_job(make_config(trainer={"epochs": 1, "batch_size": batch_size,
-                                             "precision": "bf16-mixed"}))
-        calls.clear()
-        state = fit(job)
-        reads[state.step] = dict(calls)
-    (few, a), (many, b) = sorted(reads.items())
-    assert a == b, f"host reads grow with the steps: {few} steps {a}, {many} steps {b}"
