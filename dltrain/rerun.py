@@ -99,20 +99,11 @@ def apply_overrides(raw: Dict[str, Any], overrides: List[str]) -> schema.TrainCo
     return schema.load_config(merged)
 
 
-def _flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
-    if isinstance(node, dict):
-        out: Dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}
-
-
 Change = Dict[str, Any]  # {"key": dotted key, "from": old value, "to": new value}
 
 
 def differences(old: schema.TrainConfig, new: schema.TrainConfig) -> List[Change]:
-    a, b = _flatten(dataclasses.asdict(old)), _flatten(dataclasses.asdict(new))
+    a, b = schema.flatten(schema.to_dict(old)), schema.flatten(schema.to_dict(new))
     return [{"key": k, "from": a.get(k), "to": b.get(k)}
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 

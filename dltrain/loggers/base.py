@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Protocol, Sequence
+from typing import Any, List, Mapping, Protocol, Sequence
 
 from dltrain.registry import Registry
+from dltrain.schema import flatten  # noqa: F401  (the params every logger gets)
 
 
 class MetricLogger(Protocol):
@@ -48,15 +49,3 @@ def build_loggers(options: Mapping[str, Any], run_dir: Path) -> List[MetricLogge
         values.pop("name", None)
         loggers.append(LOGGERS.get(name)(Path(run_dir), **values))
     return loggers
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``; lists and other values stay whole."""
-    flat: Dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat

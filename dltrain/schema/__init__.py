@@ -18,7 +18,7 @@ from dltrain.schema.data import (TASKS, AddingDataConfig, CSVDataConfig, DataCon
                                  FileDataConfig, ImageFolderDataConfig, NpzDataConfig,
                                  SequenceDataConfig, SineDataConfig, SyntheticDataConfig,
                                  TorchvisionDataConfig)
-from dltrain.schema.load import (fields_of, keys_of_class, load_config, register_configs,
+from dltrain.schema.load import (fields_of, flatten, keys_of_class, load_config, register_configs,
                                  resolve_paths, to_dict)
 from dltrain.schema.model import (ActivationConfig, CNNConfig, ELUConfig, GELUConfig,
                                   LeakyReLUConfig, MLPConfig, ModelConfig, RecurrentConfig,
@@ -34,7 +34,7 @@ __all__ = [
     "FIXED_TASKS", "GROUPS", "PATH", "Checker", "Options", "option", "TASKS", "AddingDataConfig",
     "CSVDataConfig", "DataConfig", "FileDataConfig", "ImageFolderDataConfig", "NpzDataConfig",
     "SequenceDataConfig", "SineDataConfig", "SyntheticDataConfig", "TorchvisionDataConfig",
-    "fields_of", "keys_of_class", "load_config", "register_configs", "resolve_paths", "to_dict",
+    "fields_of", "flatten", "keys_of_class", "load_config", "register_configs", "resolve_paths", "to_dict",
     "ActivationConfig", "CNNConfig", "ELUConfig", "GELUConfig", "LeakyReLUConfig", "MLPConfig",
     "ModelConfig", "RecurrentConfig", "RNNConfig", "AdamConfig", "CosineSchedConfig",
     "CrossEntropyConfig", "HuberConfig", "LossConfig", "OneCycleSchedConfig", "OptimConfig",

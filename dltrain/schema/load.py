@@ -120,6 +120,18 @@ def to_dict(config: TrainConfig) -> Dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``; lists and other values stay whole."""
+    flat: Dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def fields_of(node: Any) -> Dict[str, Any]:
     """A schema node's values without its ``name``: the keyword arguments of its builder."""
     return {f.name: getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "name"}

@@ -27,9 +27,9 @@ class CheckpointWriter(Callback):
         ckpt = self.checkpoint()
         if improved:
             save_checkpoint(self.root / runs.CHECKPOINTS / runs.BEST, ckpt)
-        self.save_last(job, ckpt)
+        self.save_last(ckpt)
 
-    def save_last(self, job: Job, ckpt: Dict[str, Any]) -> None:
+    def save_last(self, ckpt: Dict[str, Any]) -> None:
         save_checkpoint(self.root / runs.CHECKPOINTS / runs.LAST, ckpt)
 
 

@@ -227,7 +227,7 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         except TrainingDiverged as e:
             status, job.state.stop_reason = "failed", str(e)
         except TrainingInterrupted:
-            writer.save_last(job, make_checkpoint(job))
+            writer.save_last(make_checkpoint(job))
             finish("interrupted")  # the folder still describes itself: epochs done, best so far
             raise
         except BaseException:  # a crash: no summary, but the loggers learn that the run failed
