@@ -7,7 +7,6 @@ Each takes its own arguments and returns the exit code. What they need beyond ar
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 from typing import List
 
@@ -47,8 +46,7 @@ def cmd_replay(argv: List[str]) -> int:
     config = apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists
     if not any(o.startswith("data.") for o in args.overrides):  # asked for other data: no check
         launch.data_changes_allowed[:] = check_data(root, config, args.allow_data_change)
-    now = datetime.datetime.now()
-    run_dir = Path("outputs") / now.strftime("%Y-%m-%d") / f"{now:%H-%M-%S}-{launch.run_uid()}"
+    run_dir = launch.new_run_dir()
     console.print(f"replaying {root} with its original config", markup=False)
     changes = recorded_changes(root)
     if changes:
@@ -91,6 +89,7 @@ def cmd_eval(argv: List[str]) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     _allow_data_change(parser)
     args = parser.parse_args(argv)
+    _one_process("eval")
     from dltrain.evaluate import run_eval
 
     run_eval(args.target, args.split, args.device, console, allow_data_change=args.allow_data_change)
@@ -105,6 +104,15 @@ def cmd_summary(argv: List[str]) -> int:
 
     summarize_sweep(Path(args.sweep), console)
     return 0
+
+
+def _one_process(command: str) -> None:
+    from dltrain import distributed
+
+    launch = distributed.detect()
+    if launch is not None and launch.world_size > 1:
+        raise UserError(f"dltrain {command} runs in one process: run it without torchrun or srun "
+                        f"(this launch started {launch.world_size})")
 
 
 # ---------------------------------------------------------------------------------------------

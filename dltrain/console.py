@@ -16,5 +16,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def report(error: BaseException) -> None:
-    err_console.print("[bold red]error:[/] ", end="")
+    # one process of several (torchrun, srun) says which it is; rank 0 speaks for the job
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+    where = f" (rank {rank})" if rank != "0" else ""
+    err_console.print(f"[bold red]error{where}:[/] ", end="")
     err_console.print(str(error), markup=False)

@@ -15,8 +15,13 @@ import torch
 from dltrain.errors import UserError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA, then MPS, then CPU; an explicit device must exist."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` → CUDA, then MPS, then CPU; an explicit device must exist.
+
+    ``local_rank``: one process of a DDP job, which takes the CUDA device of its local rank
+    (or the CPU)."""
+    if local_rank is not None:
+        return _process_device(name, local_rank)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -39,6 +44,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"trainer.device={name} but MPS is not available (use cpu or auto)")
     return device
+
+
+def _process_device(name: str, local_rank: int) -> torch.device:
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name.startswith("cuda:") or name == "mps":
+        raise UserError(f"trainer.device={name} under DDP: each process takes the GPU of its "
+                        "LOCAL_RANK; use trainer.device=cuda (or auto), or cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name} but CUDA is not available on this machine "
+                        "(use trainer.device=cpu or auto)")
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise UserError(f"process LOCAL_RANK={local_rank} has no GPU: this machine has {count}; "
+                        f"start at most {count} processes per node (torchrun --nproc_per_node)")
+    return torch.device("cuda", local_rank)
 
 
 def set_threads(threads: int | None) -> None:

@@ -109,6 +109,10 @@ class FastPath:
     compile_mode: Optional[str] = None  # None: not compiled
     clock: CompileClock = dataclasses.field(default_factory=CompileClock)
     cudagraphs: bool = False  # compiled with CUDA graphs (reduce-overhead, max-autotune on CUDA)
+    # DistributedDataParallel around ``model`` (one process of several): what training steps
+    # call, to average the gradients. Evaluation calls ``model``: DDP's forward would broadcast
+    # buffers, a collective that processes evaluating different numbers of batches cannot share
+    ddp: Optional[nn.Module] = None
 
     @classmethod
     def plain(cls, model: nn.Module) -> "FastPath":
@@ -116,19 +120,21 @@ class FastPath:
         return cls(model, Precision("32", torch.device("cpu")),
                    performance_settings("cpu", deterministic=True, conv2d=False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's outputs for the batch ``x``, under the caller's autocast."""
+    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """The model's outputs for the batch ``x``, under the caller's autocast (``train``: in
+        a training step, through DDP when there is one)."""
+        model = self.ddp if train and self.ddp is not None else self.model
         if self.performance.channels_last and x.dim() == 4:
             # a batch sliced from a channels-last tensor would not be channels-last anyway
             # (index_select makes a contiguous copy): one conversion per batch, on the device
             x = x.contiguous(memory_format=torch.channels_last)
         if not self.cudagraphs:
-            return self.model(x)
+            return model(x)
         # CUDA graphs replay into the same output memory: each call is announced as a new step,
         # and the outputs, which the metric sums keep for several steps, are copied (a clone
         # that gradients flow through)
         torch.compiler.cudagraph_mark_step_begin()
-        return self.model(x).clone()
+        return model(x).clone()
 
     def record(self, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
         """The run's performance settings, for run.yaml."""

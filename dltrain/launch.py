@@ -38,6 +38,14 @@ def config_dir() -> Path:
     return Path(str(resources.files("dltrain.configs")))
 
 
+def new_run_dir() -> Path:
+    """A new run's folder, as train.yaml's hydra.run.dir names it."""
+    import datetime
+
+    now = datetime.datetime.now()
+    return Path("outputs") / now.strftime("%Y-%m-%d") / f"{now:%H-%M-%S}-{run_uid()}"
+
+
 def run_uid() -> str:
     """A short random id for this invocation's run folder (also inherited by sweep workers)."""
     if UID_ENV not in os.environ:
@@ -81,7 +89,9 @@ def train_task(cfg: DictConfig) -> Optional[float]:
 
         try:
             record = {"data_changes_allowed": data_changes_allowed} if data_changes_allowed else None
-            summary = run_training(config, run_dir, console, command=invocation, record=record)
+            restart = _restart_event(run_dir, config)
+            summary = run_training(config, run_dir, console, command=invocation, record=record,
+                                   resume=restart is not None, event=restart)
         except TrainingInterrupted as e:
             interrupted(run_dir, e.signum)
     except KeyboardInterrupt:
@@ -105,6 +115,18 @@ def train_task(cfg: DictConfig) -> Optional[float]:
     return summary.get(f"best_{summary['monitor']}")
 
 
+def _restart_event(run_dir: Path, config: schema.TrainConfig) -> Optional[Dict[str, int]]:
+    """The resume of a job that its launcher restarted (torchrun --max-restarts, a SLURM
+    requeue), when trainer.resume=auto and the run folder holds a last.pt; else None."""
+    from dltrain import distributed
+
+    launch = distributed.detect()
+    if (launch is None or not launch.restart or config.trainer.resume != "auto"
+            or not (run_dir / runs.CHECKPOINTS / runs.LAST).is_file()):
+        return None
+    return {"restart": launch.restart}
+
+
 def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
     """A sweep job that could not train still leaves a summary.json saying why."""
     summary = {"status": "failed", "reason": reason}
@@ -118,6 +140,8 @@ def interrupted(run_dir: Path, signum: int) -> None:
     from dltrain.train.interrupt import exit_code
 
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    if quiet_rank():  # rank 0 says it for the job
+        raise SystemExit(exit_code(signum))
     err_console.print(
         f"stopped by {name}: checkpoints/last.pt is saved. Continue with:\n"
         f"  dltrain resume {shlex.quote(str(run_dir))}", markup=False)
@@ -188,13 +212,51 @@ def run_hydra(argv: List[str]) -> None:
     # Optuna's storage layer (alembic) logs every plugin it loads at INFO: noise in a sweep
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        check_output_dirs(argv)
+        if not restarting():  # a restarted job goes back to its own folder
+            check_output_dirs(argv)
         if not any(arg.startswith("-") for arg in argv):
             # a single run is validated before Hydra makes a folder for it; sweeps and Hydra's
             # flags are left to Hydra, and each job validates itself in train_task
-            compose(argv)
+            argv = argv + one_folder(compose(argv), argv)
     except UserError as e:
-        report(e)
+        if not quiet_rank():
+            report(e)
         sys.exit(e.exit_code)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
+
+
+# ---------------------------------------------------------------------------------------------
+# a job of several processes (torchrun, srun): one run folder
+def restarting() -> bool:
+    from dltrain import distributed
+
+    launch = distributed.detect()
+    return launch is not None and launch.restart > 0
+
+
+def quiet_rank() -> bool:
+    """Whether this process is one of a launch's others: its mistakes in the command line are
+    rank 0's too, and rank 0 says them once."""
+    from dltrain import distributed
+
+    launch = distributed.detect()
+    return launch is not None and not launch.is_main
+
+
+def one_folder(config: schema.TrainConfig, argv: List[str]) -> List[str]:
+    """The overrides that put every process of a DDP job in rank 0's run folder, with Hydra's
+    record written by rank 0 only (each process would otherwise name its own folder from its
+    own clock); none for a process on its own."""
+    from dltrain import distributed
+
+    launch = distributed.detect()
+    if not distributed.check_strategy(config.trainer.strategy, launch):
+        return []
+    from dltrain.train.run import join
+
+    join(config)  # the process group, to agree on the folder
+    explicit = [arg.partition("=")[2] for arg in argv if arg.startswith("hydra.run.dir=")]
+    proposed = explicit[-1] if explicit else str(new_run_dir())
+    folder = distributed.agreed_run_dir(launch, proposed, resume=config.trainer.resume == "auto")
+    return [f"hydra.run.dir={folder}"] + ([] if launch.is_main else ["hydra.output_subdir=null"])

@@ -21,9 +21,27 @@ from dltrain.errors import UserError
 Batch = Tuple[torch.Tensor, torch.Tensor]
 
 
-def num_batches(n: int, batch_size: int, *, drop_singleton: bool = False) -> int:
+def num_batches(n: int, batch_size: int, *, min_last: int = 1) -> int:
     """The batches :func:`iterate` yields for ``n`` samples: per-step schedules count these."""
-    return len(_bounds(n, batch_size, drop_singleton))
+    return len(batch_bounds(n, batch_size, min_last))
+
+
+def batch_bounds(n: int, batch_size: int, min_last: int = 1) -> List[Tuple[int, int]]:
+    """``(start, stop)`` of each batch of ``n`` samples; a last batch smaller than ``min_last``
+    is dropped (batch norm cannot train on one sample, and under DDP every process needs at
+    least one sample of every step's batch)."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_last:
+        bounds.pop()
+    return bounds
+
+
+def shard_of(start: int, stop: int, rank: int, world_size: int) -> Tuple[int, int]:
+    """Process ``rank``'s part of the batch ``[start, stop)``: contiguous, sizes differing by at
+    most one (as ``torch.tensor_split``), so the processes together take the whole batch."""
+    size, extra = divmod(stop - start, world_size)
+    first = start + rank * size + min(rank, extra)
+    return first, first + size + (rank < extra)
 
 
 def iterate(
@@ -32,19 +50,23 @@ def iterate(
     *,
     shuffle: bool,
     generator: Optional[torch.Generator] = None,
-    drop_singleton: bool = False,
+    min_last: int = 1,
     skip: int = 0,
+    shard: Tuple[int, int] = (0, 1),
 ) -> Iterator[Batch]:
     """Yield ``(x, y)`` batches of ``split``, on the split's device, transformed.
 
-    ``drop_singleton`` drops a last batch of one sample: batch norm cannot train on it.
-    ``skip`` leaves out the first batches (an epoch resumed where it was interrupted).
+    ``min_last``: see :func:`batch_bounds`. ``skip`` leaves out the first batches (an epoch
+    resumed where it was interrupted). ``shard=(rank, world_size)`` yields only this process's
+    part of each batch (:func:`shard_of`); every process draws the same order, so together they
+    see each batch exactly as one process would. An empty part is not yielded.
     """
     n = len(split)
     # the permutation is drawn on the CPU generator so the order depends on the seed only,
-    # not on the device or on whether the split is streamed
+    # not on the device, on whether the split is streamed or on the number of processes
     order = torch.randperm(n, generator=generator) if shuffle else None
-    bounds = _bounds(n, batch_size, drop_singleton)[skip:]
+    bounds = [shard_of(start, stop, *shard) for start, stop in batch_bounds(n, batch_size, min_last)[skip:]]
+    bounds = [(start, stop) for start, stop in bounds if stop > start]
     if isinstance(split, StreamSplit):
         yield from _stream(split, bounds, order)
         return
@@ -59,13 +81,6 @@ def iterate(
         if split.transform is not None:
             x = split.transform(x)
         yield x, y
-
-
-def _bounds(n: int, batch_size: int, drop_singleton: bool) -> List[Tuple[int, int]]:
-    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    if drop_singleton and n > 1 and bounds and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds.pop()
-    return bounds
 
 
 class EpochBatches:

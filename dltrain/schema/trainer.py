@@ -16,6 +16,7 @@ from dltrain.schema.optim import LossConfig, OptimConfig, SchedConfig
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # trainer.precision: float32, bfloat16 autocast, float16 autocast with a gradient scaler (CUDA)
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+STRATEGIES = ("auto", "ddp")
 # torch.compile's modes (torch._inductor.list_mode_options, named here without importing torch)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # the metrics trainer.monitor may watch for each task, and the direction that is better
@@ -73,6 +74,14 @@ class TrainerConfig(Options):
     precision: str = "32"
     compile: bool = False  # torch.compile the model for training and evaluation
     compile_mode: str = "default"  # default | reduce-overhead | max-autotune | ...-no-cudagraphs
+    # auto: data-parallel (DDP) when torchrun or srun started several processes; ddp: DDP under
+    # any such launch, one process included. batch_size and eval_batch_size are global: the sum
+    # over the processes, so a config means the same maths on any number of them
+    strategy: str = "auto"
+    sync_batchnorm: bool = False  # DDP on CUDA: batch norm statistics over the global batch
+    # auto: a job its launcher restarted (torchrun --max-restarts, a SLURM requeue) continues
+    # from its run folder's last.pt; never: a restart starts a new run in a new folder
+    resume: str = "auto"
 
     def check(self, v: Checker) -> None:
         v.at_least("epochs", self.epochs, 1)
@@ -90,6 +99,8 @@ class TrainerConfig(Options):
         v.one_of("progress", self.progress, ("auto", "rich", "plain", "none"))
         v.one_of("precision", self.precision, PRECISIONS)
         v.one_of("compile_mode", self.compile_mode, COMPILE_MODES)
+        v.one_of("strategy", self.strategy, STRATEGIES)
+        v.one_of("resume", self.resume, ("auto", "never"))
         super().check(v)  # early_stopping
 
 

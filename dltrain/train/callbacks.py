@@ -19,18 +19,21 @@ class CheckpointWriter(Callback):
     csv logger's (:class:`LoggerFanOut`), which must come before this callback.
     """
 
-    def __init__(self, root: Path, checkpoint: Callable[[], Dict[str, Any]]) -> None:
+    def __init__(self, root: Path, checkpoint: Callable[[], Dict[str, Any]], write: bool = True) -> None:
         self.root = Path(root)
         self.checkpoint = checkpoint
+        # every process of a DDP job builds the checkpoint (a collective); rank 0 writes it
+        self.write = write
 
     def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
         ckpt = self.checkpoint()
-        if improved:
+        if improved and self.write:
             save_checkpoint(self.root / runs.CHECKPOINTS / runs.BEST, ckpt)
         self.save_last(ckpt)
 
     def save_last(self, ckpt: Dict[str, Any]) -> None:
-        save_checkpoint(self.root / runs.CHECKPOINTS / runs.LAST, ckpt)
+        if self.write:
+            save_checkpoint(self.root / runs.CHECKPOINTS / runs.LAST, ckpt)
 
 
 class LoggerFanOut(Callback):

@@ -40,3 +40,17 @@ class StopOnSignal:
 def exit_code(signum: int) -> int:
     """The shell's convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
     return 128 + signum
+
+
+class AgreedStop:
+    """A :class:`StopOnSignal` that every process of a DDP job reads the same. A signal reaches
+    the processes at different steps; one that stopped alone would leave the others waiting in
+    the next step's gradient exchange. ``dist`` is a :class:`dltrain.distributed.Dist`; a process
+    on its own reads its flag as it is."""
+
+    def __init__(self, stop: StopOnSignal, dist) -> None:
+        self.stop, self.dist = stop, dist
+
+    @property
+    def requested(self) -> int:
+        return self.dist.agree_to_stop(self.stop.requested)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from dltrain.data import DataSplits, Split
-from dltrain.data.batching import iterate, num_batches
+from dltrain.data.batching import batch_bounds, iterate
+from dltrain.distributed import Dist
 from dltrain.fastpath import FastPath
 from dltrain.losses import l1_penalty
 from dltrain.optim import Schedule
@@ -76,6 +77,8 @@ class Job:
     # how ``model`` runs on ``device``: precision, torch.compile, channels-last (None: as it is,
     # in float32). ``model`` stays the plain module: it is what checkpoints save
     fast: Optional[FastPath] = None
+    # this process's part in a data-parallel job (a process on its own: Dist())
+    dist: Dist = field(default_factory=Dist)
 
     def __post_init__(self) -> None:
         if self.fast is None:
@@ -115,19 +118,29 @@ class StopFlag(Protocol):
     requested: int  # 0, or the number of the signal that asked training to stop
 
 
-def drops_singleton(model: nn.Module) -> bool:
-    """Whether training drops a last batch of one sample: batch norm cannot train on it."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+def min_last_batch(model: nn.Module, world_size: int = 1) -> int:
+    """The smallest last batch training keeps: a sample for each process, two with batch norm,
+    which cannot train on a single sample."""
+    has_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return world_size * (2 if has_norm else 1)
 
 
-def train_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step; returns the data loss and the outputs, both still on the device."""
+def train_step(job: Job, x: torch.Tensor, y: torch.Tensor,
+               share: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step; returns the data loss and the outputs, both still on the device.
+
+    ``share``: under DDP, this process's batch size times the number of processes over the
+    global batch size. DDP averages the processes' gradients; weighing each process's mean loss
+    by its share makes that average the gradient of the global batch's mean loss, also when the
+    last batch does not split evenly.
+    """
     reg, trainer = job.config.regularization, job.config.trainer
     fast = job.fast
     with fast.precision.autocast():
-        out = fast.forward(x)
+        out = fast.forward(x, train=True)
         loss = job.criterion(out.float(), y)  # in float32 whatever the precision (a no-op at 32)
-    objective = loss + reg.l1 * l1_penalty(job.l1_params) if reg.l1 > 0 else loss
+    weighted = loss * share if share != 1.0 else loss
+    objective = weighted + reg.l1 * l1_penalty(job.l1_params) if reg.l1 > 0 else weighted
     job.optimizer.zero_grad(set_to_none=True)
     # 16-mixed scales the loss so that small float16 gradients do not underflow; at 32 and
     # bf16-mixed the scaler passes each call through. On CUDA, scaler.step reads back whether a
@@ -161,13 +174,17 @@ def evaluate(job: Evaluable, split: Split, prefix: str) -> Dict[str, float]:
     job.model.eval()
     # a training job's fast path; dltrain eval's job has none: the module, in float32
     fast = getattr(job, "fast", None) or FastPath.plain(job.model)
+    # under DDP each process evaluates its part of every batch with the plain module (no
+    # collective per batch, so the parts may differ in number), and the sums are added up
+    dist = getattr(job, "dist", None) or Dist()
     sums = MetricSums(job.data.info, job.device)
-    for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False):
+    for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False,
+                        shard=(dist.rank, dist.world_size)):
         with fast.precision.autocast():
             out = fast.forward(x)
         out = out.float()  # the loss and the metrics in float32, whatever the precision
         sums.add(job.eval_criterion(out, y), out, y)
-    return sums.compute(prefix)
+    return sums.compute(prefix, dist)
 
 
 def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] = None) -> TrainState:
@@ -179,8 +196,10 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
     trainer = job.config.trainer
     state = job.state
     train = job.data.train
-    singleton = drops_singleton(job.model)
-    n_batches = num_batches(len(train), trainer.batch_size, drop_singleton=singleton)
+    dist = job.dist
+    min_last = min_last_batch(job.model, dist.world_size)
+    sizes = [stop - start for start, stop in batch_bounds(len(train), trainer.batch_size, min_last)]
+    n_batches = len(sizes)
 
     while state.epoch < trainer.epochs and state.stop_reason is None:
         for cb in callbacks:
@@ -189,7 +208,8 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
         sums = MetricSums(job.data.info, job.device)
         if state.batch:  # resuming inside an epoch: replay its order, skip the batches done
             job.generator.set_state(state.epoch_rng)
-            sums.load_state_dict(state.partial_sums)
+            if dist.is_main:  # the sums of all processes, saved by rank 0 (MetricSums.gathered)
+                sums.load_state_dict(state.partial_sums)
         else:
             state.epoch_rng, state.partial_time = job.generator.get_state(), 0.0
             state.epoch_lr = job.optimizer.param_groups[0]["lr"]
@@ -197,19 +217,20 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
         compiling = job.fast.clock.seconds
         start = time.perf_counter() - state.partial_time
         batches = iterate(train, trainer.batch_size, shuffle=True, generator=job.generator,
-                          drop_singleton=singleton, skip=state.batch)
+                          min_last=min_last, skip=state.batch, shard=(dist.rank, dist.world_size))
         for i, (x, y) in enumerate(batches, state.batch + 1):
-            loss, out = train_step(job, x, y)
+            share = y.shape[0] * dist.world_size / sizes[i - 1] if dist.distributed else 1.0
+            loss, out = train_step(job, x, y, share)
             sums.add(loss, out, y)
             state.step += 1
             state.batch = i
             for cb in callbacks:
                 cb.on_step(job, i, sums.running)
             if stop is not None and stop.requested:
-                state.partial_sums = sums.state_dict()
+                state.partial_sums = sums.gathered(dist) if dist.distributed else sums.state_dict()
                 state.partial_time = time.perf_counter() - start
                 raise TrainingInterrupted(stop.requested)
-        row = sums.compute("train")  # the epoch's one host sync of the training pass
+        row = sums.compute("train", dist)  # the epoch's one host sync of the training pass
         elapsed = time.perf_counter() - start
         # torch.compile's warm-up is reported apart (summary.json's compile_time_s): the steps
         # that compiled count only the time they took besides compiling
@@ -221,7 +242,7 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
         row.update(evaluate(job, job.data.val, "val"))
         state.epoch += 1
         row = {"epoch": state.epoch, **row, "lr": lr, "epoch_time_s": elapsed,
-               "samples_per_s": sums.n / steps_time if steps_time > 0 else float("nan")}
+               "samples_per_s": sum(sizes) / steps_time if steps_time > 0 else float("nan")}
         state.history.append(row)
         job.schedule.after_epoch(row[job.monitor])
         improved = state.update_best(row[job.monitor], job.mode, trainer.early_stopping.min_delta)

@@ -11,11 +11,14 @@ resumed epoch adds the same numbers in the same order as one that never stopped.
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import torch
 
 from dltrain.data.base import DataInfo
+
+if TYPE_CHECKING:
+    from dltrain.distributed import Dist
 
 FLUSH_STEPS = 32
 FLUSH_ELEMENTS = 1 << 22  # kept output values (16 MiB of float32) that force a flush
@@ -97,16 +100,42 @@ class MetricSums:
             else:
                 setattr(self, key, value.to(getattr(self, key).device))
 
+    def _sums(self) -> List[str]:
+        return ["loss", "correct"] if self.classification else ["loss", "abs_err", "sq_err", "y_sum", "y_sq"]
+
+    def _reduce(self, dist: "Dist") -> None:
+        """Add up the sums of every process (after folding: nothing pending)."""
+        count = torch.tensor(float(self.n), device=self.loss.device)
+        tensors = [getattr(self, name).clone() for name in self._sums()] + [count]
+        dist.all_reduce(tensors)
+        for name, tensor in zip(self._sums(), tensors):
+            setattr(self, name, tensor)
+        self.n = int(tensors[-1].item())
+
+    def gathered(self, dist: "Dist") -> Dict[str, object]:
+        """:meth:`state_dict` of the sums of every process (a collective), for rank 0's
+        checkpoint inside an epoch; a resumed epoch loads them into rank 0 only."""
+        sums = object.__new__(MetricSums)
+        sums.__dict__.update(self.__dict__)
+        self._fold(sums)
+        sums.pending = {"loss": [], "out": [], "y": []}
+        sums._reduce(dist)
+        return sums.state_dict()
+
     def running(self) -> Dict[str, float]:
         """The training metrics so far in this epoch (a host sync: call at log points only)."""
         return self.compute("train")
 
-    def compute(self, prefix: str) -> Dict[str, float]:
+    def compute(self, prefix: str, dist: Optional["Dist"] = None) -> Dict[str, float]:
+        """The metrics of the batches added so far; with a distributed ``dist``, of the batches
+        every process added (a collective: all processes call it)."""
         # fold the kept batches into a copy: reading the metrics never moves the flush points
         sums = object.__new__(MetricSums)
         sums.__dict__.update(self.__dict__)
         self._fold(sums)
-        n = max(self.n, 1)
+        if dist is not None and dist.distributed:
+            sums._reduce(dist)
+        n = max(sums.n, 1)
         if self.classification:
             loss, correct = torch.stack([sums.loss, sums.correct.float()]).tolist()
             return {f"{prefix}_loss": loss / n, f"{prefix}_acc": correct / n}

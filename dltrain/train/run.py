@@ -6,6 +6,7 @@ summary.json, curves.png and the results table.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -15,10 +16,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from rich.console import Console
 
-from dltrain import runs
+from dltrain import distributed, runs
 from dltrain.checkpoint import load_checkpoint, versions
 from dltrain.data import load_data
 from dltrain.data.batching import num_batches
+from dltrain.distributed import Dist
 from dltrain.device import (Precision, apply_performance, performance_settings, resolve_device,
                             rng_state, seed_everything, set_rng_state, set_threads,
                             wants_determinism)
@@ -34,19 +36,32 @@ from dltrain.optim import (Schedule, build_optimizer, build_schedule, retune_sch
 from dltrain.plots import plot_curves
 from dltrain.schema import TrainConfig, load_config, resolve_monitor, resolve_paths, to_dict
 from dltrain.train.callbacks import CheckpointWriter, LoggerFanOut
-from dltrain.train.interrupt import StopOnSignal
-from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted,
-                                drops_singleton, evaluate, fit)
+from dltrain.train.interrupt import AgreedStop, StopOnSignal
+from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted, evaluate,
+                                fit, min_last_batch)
 from dltrain.train.progress import make_progress
 from dltrain.train.report import count_parameters, model_table, results_table
 
 CURVES = "curves.png"
 
 
-def build_job(config: TrainConfig) -> Job:
-    """Data, model, loss, optimizer and schedule for ``config``, seeded and on its device."""
+def join(config: TrainConfig) -> Dist:
+    """This process's part in its launch: a process of a DDP job joins the process group (once);
+    a process on its own gets ``Dist()``."""
+    launch = distributed.detect()
+    if not distributed.check_strategy(config.trainer.strategy, launch):
+        return Dist()
+    device = resolve_device(config.trainer.device, launch.local_rank)
+    distributed.connect(launch, device.type)
+    return Dist(launch)
+
+
+def build_job(config: TrainConfig, dist: Optional[Dist] = None) -> Job:
+    """Data, model, loss, optimizer and schedule for ``config``, seeded and on its device;
+    under DDP (``dist``), on this process's device and wrapped for gradient averaging."""
     trainer = config.trainer
-    device = resolve_device(trainer.device)
+    dist = dist or Dist()
+    device = resolve_device(trainer.device, dist.launch.local_rank if dist.distributed else None)
     precision = Precision(trainer.precision, device)  # refuses 16-mixed off CUDA before loading
     set_threads(trainer.threads)
     deterministic = wants_determinism(trainer.deterministic, device)
@@ -58,6 +73,8 @@ def build_job(config: TrainConfig) -> Job:
     eval_criterion = build_eval_loss(config.loss, info.task)
     # the model is built after seeding so its initial weights depend on trainer.seed only
     model = build_model(config, info).to(device)
+    if dist.distributed:
+        model = _check_ddp(config, model, device, len(data.train), dist.world_size)
     settings = performance_settings(
         device.type, deterministic=deterministic,
         conv2d=any(isinstance(m, torch.nn.Conv2d) for m in model.modules()))
@@ -66,7 +83,7 @@ def build_job(config: TrainConfig) -> Job:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config.optim, model, config.regularization.weight_decay,
                                 fused=settings.fused_optimizer)
-    schedule = make_schedule(config, optimizer, model, len(data.train), mode)
+    schedule = make_schedule(config, optimizer, model, len(data.train), mode, dist.world_size)
     generator = torch.Generator().manual_seed(trainer.seed)
     data = data.to(device)
     fast = FastPath(model, precision, settings)
@@ -76,18 +93,40 @@ def build_job(config: TrainConfig) -> Job:
         # inductor uses CUDA graphs in these modes, and only on CUDA
         fast.cudagraphs = (device.type == "cuda"
                            and trainer.compile_mode in ("reduce-overhead", "max-autotune"))
+    if dist.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # around the compiled module, so one compilation serves training and evaluation
+        fast.ddp = DistributedDataParallel(
+            fast.model, device_ids=[device.index] if device.type == "cuda" else None)
     return Job(
         config=config, model=model, criterion=criterion.to(device),
         eval_criterion=eval_criterion.to(device), optimizer=optimizer,
         schedule=schedule, data=data, device=device, generator=generator,
-        monitor=monitor, mode=mode, l1_params=split_decay(model)[0], fast=fast,
+        monitor=monitor, mode=mode, l1_params=split_decay(model)[0], fast=fast, dist=dist,
     )
 
 
-def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
-                  n_train: int, mode: str) -> Schedule:
+def _check_ddp(config: TrainConfig, model: torch.nn.Module, device: torch.device, n_train: int,
+               world_size: int) -> torch.nn.Module:
+    """Refuse what N processes cannot split; SyncBatchNorm when asked for."""
     trainer = config.trainer
-    steps = num_batches(n_train, trainer.batch_size, drop_singleton=drops_singleton(model))
+    if trainer.batch_size < world_size or n_train < world_size:
+        raise UserError(f"trainer.batch_size={trainer.batch_size} is the global batch, split over "
+                        f"{world_size} processes: each needs a sample of every batch "
+                        f"({n_train} training samples); use a batch of at least {world_size}")
+    if trainer.sync_batchnorm:
+        if device.type != "cuda":
+            raise UserError("trainer.sync_batchnorm=true needs CUDA: torch's SyncBatchNorm does "
+                            "not run on the CPU (drop it, or train on GPUs)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                  n_train: int, mode: str, world_size: int = 1) -> Schedule:
+    trainer = config.trainer
+    steps = num_batches(n_train, trainer.batch_size, min_last=min_last_batch(model, world_size))
     return build_schedule(config.sched, optimizer, epochs=trainer.epochs, steps_per_epoch=steps,
                           base_lr=config.optim.lr, mode=mode)
 
@@ -101,7 +140,8 @@ def apply_changes(job: Job, old: TrainConfig) -> None:
     job.schedule = retune_schedule(
         job.schedule, config.sched, job.optimizer, lr=config.optim.lr, old_lr=old.optim.lr,
         epochs_done=job.state.epoch, steps_done=job.state.step,
-        build=lambda: make_schedule(config, job.optimizer, job.model, len(job.data.train), job.mode))
+        build=lambda: make_schedule(config, job.optimizer, job.model, len(job.data.train), job.mode,
+                                    job.dist.world_size))
     if job.state.batch:  # inside an epoch: the rest of it runs at the new lr
         job.state.epoch_lr = job.optimizer.param_groups[0]["lr"]
 
@@ -112,7 +152,9 @@ STATE_KEYS = ("epoch", "step", "best", "best_epoch", "bad_epochs", "history", "s
 
 
 def make_checkpoint(job: Job) -> Dict[str, Any]:
-    """The checkpoint: plain state dicts and values only, so it loads with weights_only=True."""
+    """The checkpoint: plain state dicts and values only, so it loads with weights_only=True.
+    Under DDP every process calls it (it gathers each process's random state); rank 0 saves it.
+    """
     return {
         "model": job.model.state_dict(),
         "optimizer": job.optimizer.state_dict(),
@@ -122,6 +164,10 @@ def make_checkpoint(job: Job) -> Dict[str, Any]:
         "monitor": job.monitor,
         "mode": job.mode,
         "rng": rng_state(job.generator),
+        # each process's own (its dropout draws differ): a resume on as many processes restores
+        # each its own, on another number of processes all take rank 0's
+        **({"rng_ranks": job.dist.all_gather_object(rng_state(job.generator))}
+           if job.dist.distributed else {}),
         "config": to_dict(job.config),
         "data_info": dataclasses.asdict(job.data.info),
         "versions": versions(),
@@ -145,7 +191,9 @@ def restore(job: Job, ckpt: Dict[str, Any]) -> None:
     for key in STATE_KEYS:
         setattr(job.state, key, ckpt.get(key, getattr(job.state, key)))
     job.state.history = list(job.state.history)
-    set_rng_state(ckpt["rng"], job.generator)
+    ranks = ckpt.get("rng_ranks") or []
+    set_rng_state(ranks[job.dist.rank] if len(ranks) == job.dist.world_size else ckpt["rng"],
+                  job.generator)
 
 
 def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
@@ -161,33 +209,43 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
     :class:`TrainingInterrupted`.
     """
     run_dir = Path(run_dir)
-    with runs.locked(run_dir):
-        return _train(config, run_dir, console, resume=resume, event=event or {},
-                      command=command or ["dltrain", *sys.argv[1:]], callbacks=callbacks,
-                      record=record or {})
+    dist = join(config)
+    if not dist.is_main:  # the other processes of a DDP job train and write nothing
+        console, callbacks = Console(quiet=True), ()
+    with runs.locked(run_dir) if dist.is_main else contextlib.nullcontext():
+        summary = _train(config, run_dir, console, dist, resume=resume, event=event or {},
+                         command=command or ["dltrain", *sys.argv[1:]], callbacks=callbacks,
+                         record=record or {})
+    distributed.disconnect()
+    return summary
 
 
-def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool,
+def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, resume: bool,
            event: Dict[str, Any], command: List[str], callbacks: Sequence[Callback],
            record: Dict[str, Any]) -> Dict[str, Any]:
     typed_paths = resolve_paths(config)
-    job = build_job(config)
+    job = build_job(config, dist)
     info = job.data.info
+    main = dist.is_main
     if resume:
         ckpt = load_checkpoint(run_dir / runs.CHECKPOINTS / runs.LAST, job.device)
         restore(job, ckpt)
         if event.get("changes"):
             apply_changes(job, load_config(ckpt["config"]))
         job.state.stop_reason = None  # asked for more epochs: an early stop no longer applies
-    else:
+    elif main:
         # the saved config holds absolute paths, so the folder replays from any directory;
         # run.yaml keeps them as typed
         runs.save_config(run_dir, to_dict(config))
         record = {"paths": typed_paths, "data": fingerprint(config.data),
                   "performance": job.fast.record(job.optimizer), **record}
-    runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
-                      versions=versions(), command=command, extra=record,
-                      event={"from_epoch": job.state.epoch, **event} if resume else None)
+    if dist.distributed:
+        event = {**event, "processes": dist.world_size} if resume else event
+        record = record if resume else {**record, "distributed": _launch_record(dist)}
+    if main:
+        runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
+                          versions=versions(), command=command, extra=record,
+                          event={"from_epoch": job.state.epoch, **event} if resume else None)
 
     n_params = count_parameters(job.model)
     console.print(model_table(job.model, f"{config.model.name} on {info.name} "
@@ -199,22 +257,23 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
                   + (f"  resuming after epoch {job.state.epoch}" if resume else ""),
                   markup=False, highlight=False)
 
-    writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job))
+    writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job), write=main)
     # metrics.csv, TensorBoard, ...: started from the checkpoint's history, which drops the
     # epochs logged past last.pt; they take each epoch before the writer saves last.pt
-    loggers = LoggerFanOut(build_loggers(config.logger, run_dir))
+    loggers = LoggerFanOut(build_loggers(config.logger, run_dir) if main else [])
     loggers.start(job.state.history, to_dict(config))
     hooks: List[Callback] = [loggers, writer, *callbacks]
-    progress = make_progress(config.trainer.progress, console)
+    progress = make_progress(config.trainer.progress, console) if main else None
     if progress is not None:
         hooks.append(progress)
     start = time.perf_counter()
 
     def finish(status: str) -> Dict[str, Any]:
         summary = summarize(job, run_dir, status, time.perf_counter() - start, n_params)
-        runs.write_json(run_dir / runs.SUMMARY, summary)
-        plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
-        loggers.finish(status, [run_dir / runs.SUMMARY, run_dir / CURVES])
+        if main:
+            runs.write_json(run_dir / runs.SUMMARY, summary)
+            plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
+            loggers.finish(status, [run_dir / runs.SUMMARY, run_dir / CURVES])
         return summary
 
     status = "completed"
@@ -223,7 +282,7 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
     with StopOnSignal() as stop, job.fast.clock, \
             compile_failures_as_user_errors(config.model.name, config.trainer.compile):
         try:
-            fit(job, hooks, stop)
+            fit(job, hooks, AgreedStop(stop, dist))
         except TrainingDiverged as e:
             status, job.state.stop_reason = "failed", str(e)
         except TrainingInterrupted:
@@ -236,6 +295,7 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
         finally:
             for cb in hooks:
                 cb.close()
+            dist.end_votes()
         if job.state.stop_reason and status == "completed":
             status = "early_stopped"
         summary = finish(status)
@@ -243,13 +303,24 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, *, resume: bool
     return summary
 
 
+def _launch_record(dist: Dist) -> Dict[str, Any]:
+    """run.yaml's record of how the job was launched."""
+    launch = dist.launch
+    return {"launcher": launch.source, "processes": launch.world_size,
+            "backend": torch.distributed.get_backend(), "restart": launch.restart}
+
+
 def summarize(job: Job, run_dir: Path, status: str, train_time: float, n_params: int) -> Dict[str, Any]:
     s = job.state
     info = job.data.info
     test: Dict[str, float] = {}
     best_path = run_dir / runs.CHECKPOINTS / runs.BEST
-    if status not in ("failed", "interrupted") and best_path.exists():
-        job.model.load_state_dict(load_checkpoint(best_path, job.device)["model"])
+    # rank 0 wrote best.pt: it reads it and hands the weights to the other processes, which
+    # need not see its disk; the test set is then evaluated by all of them
+    if status not in ("failed", "interrupted") and job.dist.broadcast_object(best_path.exists()):
+        if job.dist.is_main:
+            job.model.load_state_dict(load_checkpoint(best_path, job.device)["model"])
+        job.dist.broadcast_module(job.model)
         test = evaluate(job, job.data.test, "test")
     speeds = [row["samples_per_s"] for row in s.history]
     return {
@@ -267,6 +338,7 @@ def summarize(job: Job, run_dir: Path, status: str, train_time: float, n_params:
         "data": info.name,
         "model": job.config.model.name,
         "device": str(job.device),
+        **({"processes": job.dist.world_size} if job.dist.distributed else {}),
         "seed": job.config.trainer.seed,
         "train_time_s": train_time,
         "mean_samples_per_s": sum(speeds) / len(speeds) if speeds else 0.0,

@@ -77,7 +77,7 @@ def test_streaming_with_worker_processes(folder):
     data = load_data(folder_config(folder, image_size=8, max_memory_mb=0, num_workers=2))
     assert data.train.num_workers == 2
     batches = list(iterate(data.train, 5, shuffle=True, generator=torch.Generator().manual_seed(0),
-                           drop_singleton=True))
+                           min_last=2))
     assert sum(len(y) for _, y in batches) == len(data.train) == 18
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == [0] * 6 + [1] * 6 + [2] * 6
 

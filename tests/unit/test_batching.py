@@ -67,20 +67,20 @@ def test_unshuffled_batches_are_in_order():
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_drop_singleton_drops_a_final_batch_of_one(shuffle):
+def test_min_last_drops_a_final_batch_of_one(shuffle):
     split = numbered(9)
     gen = torch.Generator().manual_seed(0)
-    kept = [len(y) for _, y in iterate(split, 4, shuffle=shuffle, generator=gen, drop_singleton=True)]
+    kept = [len(y) for _, y in iterate(split, 4, shuffle=shuffle, generator=gen, min_last=2)]
     assert kept == [4, 4]
     gen = torch.Generator().manual_seed(0)
     full = [len(y) for _, y in iterate(split, 4, shuffle=shuffle, generator=gen)]
     assert full == [4, 4, 1]
 
 
-def test_drop_singleton_keeps_larger_last_batches_and_a_lone_sample():
-    assert [len(y) for _, y in iterate(numbered(10), 4, shuffle=False, drop_singleton=True)] == [4, 4, 2]
+def test_min_last_keeps_larger_last_batches_and_a_lone_sample():
+    assert [len(y) for _, y in iterate(numbered(10), 4, shuffle=False, min_last=2)] == [4, 4, 2]
     # a split of one sample has nothing else to train on: keep it
-    assert [len(y) for _, y in iterate(numbered(1), 4, shuffle=False, drop_singleton=True)] == [1]
+    assert [len(y) for _, y in iterate(numbered(1), 4, shuffle=False, min_last=2)] == [1]
 
 
 def test_transform_runs_on_each_batch():
