@@ -110,6 +110,13 @@ def agreed_run_dir(launch: Launch, proposed: str, *, resume: bool) -> str:
     return str(folder[0])
 
 
+def forget(launch: Launch) -> None:
+    """A job that ended (not one interrupted or crashed, which its launcher may restart) needs
+    its folder no more."""
+    if launch.is_main:
+        (LAUNCHES / launch.key).unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # the process group
 def connect(launch: Launch, device_type: str) -> None:

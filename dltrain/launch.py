@@ -26,9 +26,12 @@ from dltrain.hydra_errors import clean_hydra_error
 from dltrain.registry import unknown_name
 
 UID_ENV = "DLTRAIN_RUN_UID"
+INVOCATION_ENV = "DLTRAIN_INVOCATION"
 # the command the user typed, for run.yaml (replay hands Hydra a different command line);
-# cli.main sets it, in place
-invocation: List[str] = ["dltrain", *sys.argv[1:]]
+# cli.main sets it, in place. A sweep job that a launcher runs in a process of its own
+# (submitit) inherits it through the environment
+invocation: List[str] = (shlex.split(os.environ[INVOCATION_ENV]) if INVOCATION_ENV in os.environ
+                         else ["dltrain", *sys.argv[1:]])
 # a replay accepted with --allow-data-change hands the differences to the run it starts (Hydra
 # runs it in this process), for its run.yaml
 data_changes_allowed: List[str] = []
@@ -93,6 +96,11 @@ def train_task(cfg: DictConfig) -> Optional[float]:
             summary = run_training(config, run_dir, console, command=invocation, record=record,
                                    resume=restart is not None, event=restart)
         except TrainingInterrupted as e:
+            if sweeping and os.environ.get("SUBMITIT_EXECUTOR"):
+                # a cancelled cluster job (scancel): the launcher needs a result, or the whole
+                # sweep stops without its summary; the job's summary.json says interrupted
+                _say_interrupted(run_dir, e.signum)
+                return math.nan
             interrupted(run_dir, e.signum)
     except KeyboardInterrupt:
         _remove_if_untrained(run_dir)
@@ -107,6 +115,7 @@ def train_task(cfg: DictConfig) -> Optional[float]:
         if not sweeping:
             raise
         summary = _record_failure(run_dir, f"{type(e).__name__}: {e}")
+    _forget_launch()
     if summary["status"] == "failed":
         report(UserError(f"training failed: {summary.get('reason')}"))
         if not sweeping:
@@ -127,6 +136,14 @@ def _restart_event(run_dir: Path, config: schema.TrainConfig) -> Optional[Dict[s
     return {"restart": launch.restart}
 
 
+def _forget_launch() -> None:
+    from dltrain import distributed
+
+    launch = distributed.detect()
+    if launch is not None:
+        distributed.forget(launch)
+
+
 def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
     """A sweep job that could not train still leaves a summary.json saying why."""
     summary = {"status": "failed", "reason": reason}
@@ -135,17 +152,22 @@ def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
 
 
 def interrupted(run_dir: Path, signum: int) -> None:
-    import signal
-
+    """Say how to continue a run a signal stopped, and exit as the shell expects (143, 130)."""
     from dltrain.train.interrupt import exit_code
 
-    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    _say_interrupted(run_dir, signum)
+    raise SystemExit(exit_code(signum))
+
+
+def _say_interrupted(run_dir: Path, signum: int) -> None:
+    import signal
+
     if quiet_rank():  # rank 0 says it for the job
-        raise SystemExit(exit_code(signum))
+        return
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     err_console.print(
         f"stopped by {name}: checkpoints/last.pt is saved. Continue with:\n"
         f"  dltrain resume {shlex.quote(str(run_dir))}", markup=False)
-    raise SystemExit(exit_code(signum))
 
 
 def compose(overrides: List[str]) -> schema.TrainConfig:
@@ -174,7 +196,9 @@ def compose(overrides: List[str]) -> schema.TrainConfig:
 
 def _setup_hydra() -> None:
     schema.register_configs()
-    OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True)
+    # cached: the id is resolved once into the config that a launcher sends to every sweep job,
+    # which then needs no inherited environment to find the sweep's folder
+    OmegaConf.register_new_resolver("dltrain_uid", run_uid, replace=True, use_cache=True)
     from dltrain import hpo
 
     OmegaConf.register_new_resolver(hpo.RESOLVER, hpo.direction, replace=True)
@@ -223,6 +247,7 @@ def run_hydra(argv: List[str]) -> None:
             report(e)
         sys.exit(e.exit_code)
     sys.argv = [sys.argv[0], *argv]
+    os.environ[INVOCATION_ENV] = shlex.join(invocation)
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
 
 
