@@ -100,6 +100,7 @@ def cmd_summary(argv: List[str]) -> int:
     parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv and sweep.png")
     parser.add_argument("sweep", metavar="SWEEP_DIR")
     args = parser.parse_args(argv)
+    _one_process("summary")
     from dltrain.sweeps import summarize_sweep
 
     summarize_sweep(Path(args.sweep), console)

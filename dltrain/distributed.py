@@ -84,7 +84,8 @@ def check_strategy(strategy: str, launch: Optional[Launch]) -> bool:
     any launch when ``trainer.strategy=ddp``; ``ddp`` alone is a mistake with a remedy."""
     if strategy == "ddp" and launch is None:
         raise UserError("trainer.strategy=ddp needs a launcher that starts the processes: "
-                        "torchrun --nproc_per_node=N -m dltrain ... (or srun on SLURM)")
+                        "torchrun --nproc_per_node=N -m dltrain ... (or srun on SLURM); "
+                        "trainer.strategy=auto trains in this one process")
     return launch is not None and (strategy == "ddp" or launch.world_size > 1)
 
 

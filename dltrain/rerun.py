@@ -26,6 +26,8 @@ FREE_ON_RESUME = {
     # torch.compile computes the same model (its fused kernels may round differently);
     # trainer.precision is not free: it changes the numbers the run computes
     "trainer.compile", "trainer.compile_mode",
+    # the batch is global, so the number of processes leaves the maths as it is
+    "trainer.strategy", "trainer.resume",
 }
 FREE_PREFIXES = ("logger.",)  # loggers record the run; they never change it
 EPOCH_BOUND_SCHEDULES = ("cosine", "onecycle")
@@ -161,6 +163,11 @@ def prepare_resume(path: str, overrides: List[str], allow_changes: bool,
         raise UserError("a resume cannot apply these changes:\n  " + "\n  ".join(refused)
                         + f"\nreplay it as a new run instead: dltrain replay {root} "
                         + " ".join(overrides))
+    if new.trainer.strategy == "ddp" and not any(o.startswith("trainer.strategy=") for o in overrides):
+        from dltrain import distributed
+
+        if distributed.detect() is None:  # a DDP run continued in one process, as it may be
+            new.trainer.strategy = "auto"
     done = ckpt["epoch"]
     if done >= new.trainer.epochs:
         raise UserError(f"{root} already finished {done} epochs; to train on, extend it: "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU fast path of issue 9, checked on a machine with a CUDA GPU in one command (about
-# 5 minutes): the card's name, the gpu-marked tests, then dltrain's speed at each
-# trainer.precision, without and with trainer.compile.
+# 6 minutes): the card's name, the gpu-marked tests, a one-GPU DDP smoke test (issue 10), then
+# dltrain's speed at each trainer.precision, without and with trainer.compile.
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]     # default: outputs/gpu_check-YYYYmmdd-HHMMSS
 #
@@ -43,6 +43,35 @@ echo "== the CUDA tests: pytest -m gpu"
 timeout 180 python -m pytest -m gpu -q -p no:cacheprovider
 tests_rc=$?
 echo "pytest -m gpu: exit status $tests_rc"
+
+echo
+echo "== DDP on one GPU (issue 10): torchrun, NCCL, SyncBatchNorm, then a one-process resume"
+DDP_RUN="$OUT_DIR/runs/ddp_smoke"
+timeout 240 python -m torch.distributed.run --standalone --nproc_per_node=1 -m dltrain \
+    trainer.strategy=ddp trainer.device=cuda model=cnn regularization.batch_norm=true \
+    trainer.sync_batchnorm=true trainer.epochs=2 trainer.progress=none "hydra.run.dir=$DDP_RUN" \
+    < /dev/null > "$DDP_RUN.log" 2>&1 \
+  && timeout 120 python -m dltrain resume "$DDP_RUN" trainer.epochs=3 trainer.progress=none \
+    < /dev/null >> "$DDP_RUN.log" 2>&1
+ddp_rc=$?
+python - "$DDP_RUN" "$ddp_rc" <<'EOF'
+import json, sys
+from pathlib import Path
+
+import yaml
+
+run, rc = Path(sys.argv[1]), sys.argv[2]
+summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+record = yaml.safe_load((run / "run.yaml").read_text()) if (run / "run.yaml").exists() else {}
+print(f"exit {rc}; DDP record {record.get('distributed')}; after the resume: status "
+      f"{summary.get('status')}, epochs {summary.get('epochs_completed')}, "
+      f"test_acc {summary.get('test_acc')}, device {summary.get('device')}")
+EOF
+if ((ddp_rc != 0)); then
+    echo "DDP smoke test failed: see $DDP_RUN.log"
+    tail -n 30 "$DDP_RUN.log"
+    tests_rc=1
+fi
 
 RESULTS="$OUT_DIR/results.tsv"
 printf 'workload\tprecision\tcompile\tepoch_time_s\tsamples_per_s\tcompile_time_s\tstatus\n' \

@@ -56,7 +56,9 @@ def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     (root / "ddp").mkdir()
     one = root / "one"
-    ddp = run(torchrun("-m", "dltrain", *RUN, f"trainer.epochs={EPOCHS}"), root / "ddp", timeout=None)
+    # strategy=ddp stated: its resume in one process (below) must still be allowed
+    ddp = run(torchrun("-m", "dltrain", *RUN, f"trainer.epochs={EPOCHS}", "trainer.strategy=ddp"),
+              root / "ddp", timeout=None)
     single = assert_ok(dltrain([*RUN, f"trainer.epochs={EPOCHS}", f"hydra.run.dir={one}"], root))
     assert_ok(finish(ddp))
     folders = new_run_folders(root / "ddp")
