@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -26,6 +26,9 @@ class DataInfo:
     # regression targets are standardized for training; these undo it for reporting
     target_mean: Tuple[float, ...] = ()
     target_std: Tuple[float, ...] = ()
+    # how a raw input becomes the model's input (dltrain.data.preprocess): plain data, saved in
+    # every checkpoint; empty in checkpoints written before dltrain recorded it
+    preprocess: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

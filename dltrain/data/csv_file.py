@@ -17,10 +17,11 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from dltrain.data import preprocess
 from dltrain.data.base import DataInfo, DataSplits
 from dltrain.data.prepare import split_and_standardize
 from dltrain.data.registry import DATASETS
@@ -53,6 +54,48 @@ class Table:
         return f"{self.path}, line {self.lines[row]}, column {column!r}"
 
 
+def csv_rows(f: IO[str], name: str) -> Iterator[Tuple[int, List[str]]]:
+    """The rows of the open CSV file ``f`` (``name`` in messages) as (the line where the row
+    starts, its stripped cells): the header line first, then each data row, checked to have as
+    many fields as the header. Blank lines are not rows. Read lazily, one row at a time."""
+    reader = csv.reader(f)
+    width: Optional[int] = None
+    last = 0
+    try:
+        for row in reader:
+            first_line, last = last + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines are not rows
+            if width is None:
+                width = len(row)
+            elif len(row) != width:
+                raise UserError(f"{name}, line {first_line}: {len(row)} fields, but the header "
+                                f"line names {width} columns")
+            yield first_line, [cell.strip() for cell in row]
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise UserError(f"{name}, line {reader.line_num}: {e}") from None
+
+
+def check_header(header: List[str], name: str) -> None:
+    for i, column in enumerate(header):
+        if not column:
+            raise UserError(f"{name}: column {i + 1} has no name in the header line")
+        if header.index(column) != i:
+            raise UserError(f"{name}: the header names column {column!r} twice")
+
+
+def is_missing(cell: str) -> bool:
+    return cell.lower() in MISSING
+
+
+def missing_value(where: str, cell: str, advice: str) -> UserError:
+    shown = f"{cell!r}" if cell else "an empty cell"
+    return UserError(f"{where}: missing value ({shown}); dltrain does not fill in missing values: "
+                     + advice)
+
+
 def read_table(path: Path) -> Table:
     """The cells of ``path`` as text, checked for shape and missing values."""
     if not path.exists():
@@ -64,47 +107,31 @@ def read_table(path: Path) -> Table:
     lines: List[int] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            last = 0
-            for row in reader:
-                first_line, last = last + 1, reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue  # blank lines are not rows
+            for first_line, cells in csv_rows(f, str(path)):
                 if header is None:
-                    header = [cell.strip() for cell in row]
+                    header = cells
                     continue
-                if len(row) != len(header):
-                    raise UserError(f"{path}, line {first_line}: {len(row)} fields, but the header "
-                                    f"line names {len(header)} columns")
-                rows.append([cell.strip() for cell in row])
+                rows.append(cells)
                 lines.append(first_line)
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise UserError(f"data.path={path}: cannot read it: {e.strerror or e}") from None
-    except csv.Error as e:
-        raise UserError(f"{path}, line {reader.line_num}: {e}") from None
     if header is None:
         raise UserError(f"{path} is empty: a CSV file needs a header line and data rows")
     if not rows:
         raise UserError(f"{path} has a header line but no data rows")
-    for i, name in enumerate(header):
-        if not name:
-            raise UserError(f"{path}: column {i + 1} has no name in the header line")
-        if header.index(name) != i:
-            raise UserError(f"{path}: the header names column {name!r} twice")
+    check_header(header, str(path))
     table = Table(path, [Column(name, [row[i] for row in rows]) for i, name in enumerate(header)],
                   lines)
     for r, row in enumerate(rows):
         for name, cell in zip(header, row):
-            if cell.lower() in MISSING:
-                shown = f"{cell!r}" if cell else "an empty cell"
-                raise UserError(f"{table.where(r, name)}: missing value ({shown}); dltrain does "
-                                "not fill in missing values: fill them in or drop those rows")
+            if is_missing(cell):
+                raise missing_value(table.where(r, name), cell,
+                                    "fill them in or drop those rows")
     return table
 
 
-def _number(text: str) -> Optional[float]:
+def number(text: str) -> Optional[float]:
+    """The finite number ``text`` spells, or None."""
     try:
         value = float(text)
     except ValueError:
@@ -115,7 +142,7 @@ def _number(text: str) -> Optional[float]:
 def _numbers(table: Table, column: Column) -> Optional[np.ndarray]:
     """The column as float64 if it holds numbers, None if it holds text; a mostly numeric
     column with a few text cells is a typo, reported at its line."""
-    numbers = [_number(v) for v in column.values]
+    numbers = [number(v) for v in column.values]
     bad = [r for r, v in enumerate(numbers) if v is None]
     if not bad:
         return np.array(numbers, dtype=np.float64)
@@ -126,7 +153,7 @@ def _numbers(table: Table, column: Column) -> Optional[np.ndarray]:
     return None
 
 
-def _one_hot(table: Table, column: Column) -> np.ndarray:
+def _one_hot(table: Table, column: Column) -> Tuple[np.ndarray, List[str]]:
     categories = sorted(set(column.values))
     if len(categories) > MAX_CATEGORIES:
         raise UserError(
@@ -136,23 +163,31 @@ def _one_hot(table: Table, column: Column) -> np.ndarray:
         )
     index = {c: i for i, c in enumerate(categories)}
     codes = np.array([index[v] for v in column.values])
-    return np.eye(len(categories), dtype=np.float64)[codes]
+    return np.eye(len(categories), dtype=np.float64)[codes], categories
 
 
-def features(table: Table, target: str) -> Tuple[np.ndarray, np.ndarray]:
-    """``x`` (N, F) and the mask of its numeric columns (one-hot columns are not standardized)."""
+def features(table: Table, target: str) -> Tuple[np.ndarray, np.ndarray, List[Dict[str, Any]]]:
+    """``x`` (N, F), the mask of its numeric columns (one-hot columns are not standardized),
+    and the feature columns in order: name, and the categories of a text column (None for a
+    numeric one), as the preprocessing record keeps them."""
     parts: List[np.ndarray] = []
     numeric: List[np.ndarray] = []
+    spec: List[Dict[str, Any]] = []
     for column in table.columns:
         if column.name == target:
             continue
         numbers = _numbers(table, column)
-        block = numbers[:, None] if numbers is not None else _one_hot(table, column)
+        categories = None
+        if numbers is not None:
+            block = numbers[:, None]
+        else:
+            block, categories = _one_hot(table, column)
         parts.append(block)
         numeric.append(np.full(block.shape[1], numbers is not None))
+        spec.append({"name": column.name, "categories": categories})
     if not parts:
         raise UserError(f"{table.path} has no feature columns besides the target {target!r}")
-    return np.concatenate(parts, axis=1).astype(np.float32), np.concatenate(numeric)
+    return np.concatenate(parts, axis=1).astype(np.float32), np.concatenate(numeric), spec
 
 
 def infer_task(table: Table, column: Column) -> str:
@@ -167,7 +202,7 @@ def infer_task(table: Table, column: Column) -> str:
 def classes(column: Column) -> Tuple[np.ndarray, Tuple[str, ...]]:
     """Class indices and names; numeric labels sort as numbers (2 before 10), text as text."""
     distinct = set(column.values)
-    as_numbers: Dict[str, float] = {v: n for v in distinct if (n := _number(v)) is not None}
+    as_numbers: Dict[str, float] = {v: n for v in distinct if (n := number(v)) is not None}
     if len(as_numbers) == len(distinct):
         names = sorted(distinct, key=lambda v: (as_numbers[v], v))
     else:
@@ -186,7 +221,7 @@ def load_csv(cfg: CSVDataConfig) -> DataSplits:
                         + ", ".join(by_name))
     target = by_name[cfg.target]
     task = infer_task(table, target) if cfg.task == "auto" else cfg.task
-    x, numeric = features(table, cfg.target)
+    x, numeric, columns = features(table, cfg.target)
 
     if task == "classification":
         y, class_names = classes(target)
@@ -197,11 +232,12 @@ def load_csv(cfg: CSVDataConfig) -> DataSplits:
     else:
         numbers = _numbers(table, target)
         if numbers is None:
-            r = next(r for r, v in enumerate(target.values) if _number(v) is None)
+            r = next(r for r, v in enumerate(target.values) if number(v) is None)
             raise UserError(f"{table.where(r, cfg.target)}: {target.values[r]!r} is not a number, "
                             "and a regression target must be numeric (data.task=regression)")
         y, class_names, num_outputs = numbers.astype(np.float32)[:, None], (), 1
 
     info = DataInfo(name="csv", kind="table", input_shape=(x.shape[1],), task=task,
-                    num_outputs=num_outputs, class_names=class_names)
+                    num_outputs=num_outputs, class_names=class_names,
+                    preprocess=preprocess.table(columns, cfg.target))
     return split_and_standardize(x, y, info, cfg, per="feature", columns=numeric)

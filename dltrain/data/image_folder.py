@@ -17,6 +17,7 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from dltrain.data import preprocess
 from dltrain.data.base import DataInfo, DataSplits, Split, StreamSplit
 from dltrain.data.batching import read_loader
 from dltrain.data.prepare import split_indices
@@ -32,18 +33,30 @@ DECODE_BATCH = 256
 
 def decode(path: str, size: int, grayscale: bool) -> torch.Tensor:
     """One image file → uint8 (C, size, size). The loader torchvision's ImageFolder calls."""
-    from PIL import Image, ImageOps
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if grayscale else "RGB")
-            image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
+            array = fit(image, size, grayscale)
+    except UnidentifiedImageError:  # PIL's message repeats the path
+        raise UserError(f"cannot read image {path}: not an image file in a format PIL reads "
+                        "(or a damaged one)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         # UnidentifiedImageError and truncated files are OSErrors
         raise UserError(f"cannot read image {path}: {e}") from None
+    return torch.from_numpy(array)
+
+
+def fit(image: Any, size: int, grayscale: bool) -> np.ndarray:
+    """A PIL image → uint8 (C, size, size): RGB or one grey channel, the shorter side resized to
+    ``size`` and the centre cropped to a square."""
+    from PIL import Image, ImageOps
+
+    image = image.convert("L" if grayscale else "RGB")
+    image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
     array = np.array(image, dtype=np.uint8)  # a copy: PIL's buffer is read-only
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return np.ascontiguousarray(array)
 
 
 def open_folder(cfg: ImageFolderDataConfig) -> Any:
@@ -112,7 +125,7 @@ def load_image_folder(cfg: ImageFolderDataConfig) -> DataSplits:
         # each split decoded on its own: no second copy of the whole folder in memory
         images = [decode_all(folder, ix, cfg.num_workers, shape) for ix in parts]
         normalize = NormalizeImages(*channel_stats(images[0]))
-        splits = [Split(x, torch.from_numpy(y[ix]), normalize) for x, ix in zip(images, parts)]
+        splits: List[Any] = [Split(x, torch.from_numpy(y[ix]), normalize) for x, ix in zip(images, parts)]
     else:
         from torch.utils.data import Subset
 
@@ -122,4 +135,6 @@ def load_image_folder(cfg: ImageFolderDataConfig) -> DataSplits:
         normalize = NormalizeImages(*stats)
         splits = [StreamSplit(Subset(folder, ix.tolist()), normalize, cfg.num_workers)
                   for ix in parts]
+    info = preprocess.record(info, **preprocess.image(cfg.image_size, channels, normalize.mean,
+                                                      normalize.std))
     return DataSplits(*splits, info=info)

@@ -8,6 +8,7 @@ from typing import Literal, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from dltrain.data import preprocess
 from dltrain.data.base import DataInfo, DataSplits, Split
 from dltrain.schema import DataConfig
 
@@ -68,6 +69,7 @@ def standardize(
     if columns is not None:
         mean[..., ~columns] = 0.0
         std[..., ~columns] = 1.0
+    info = preprocess.record(info, scale=preprocess.scale(mean[0], std[0]))
     y_mean = y_std = None
     if info.task == "regression":
         y_mean, y_std = y_train.mean(axis=0), y_train.std(axis=0)

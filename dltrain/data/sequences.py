@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dltrain.data import preprocess
 from dltrain.data.base import DataInfo, DataSplits, Split
 from dltrain.data.prepare import split_indices
 from dltrain.data.registry import DATASETS
@@ -53,6 +54,7 @@ def adding_problem(cfg: AddingDataConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _regression_splits(x: np.ndarray, y: np.ndarray, info: DataInfo, cfg: DataConfig) -> DataSplits:
     parts = split_indices(y, cfg, stratify=False)
+    info = preprocess.record(info)  # the model reads the values as they are
     return DataSplits(*(Split(torch.from_numpy(x[ix]), torch.from_numpy(y[ix])) for ix in parts),
                       info=info)
 

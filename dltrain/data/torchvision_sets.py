@@ -21,6 +21,7 @@ from typing import Any, Callable, Tuple
 import numpy as np
 import torch
 
+from dltrain.data import preprocess
 from dltrain.data.base import DataInfo, DataSplits, Split
 from dltrain.data.prepare import split_indices
 from dltrain.data.registry import DATASETS
@@ -156,6 +157,7 @@ def load_vision_set(cfg: TorchvisionDataConfig) -> DataSplits:
     info = DataInfo(name=cfg.name, kind="image", input_shape=tuple(x.shape[1:]),
                     task="classification", num_outputs=len(test_set.classes),
                     class_names=tuple(test_set.classes))
+    info = preprocess.record(info, **preprocess.image(x.shape[-1], x.shape[1], spec.mean, spec.std))
     return DataSplits(
         train=Split(x[train], y[train], train_transform),
         val=Split(x[val], y[val], normalize),
