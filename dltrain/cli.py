@@ -11,7 +11,8 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from dltrain import launch, schema
-from dltrain.commands import cmd_check, cmd_eval, cmd_replay, cmd_resume, cmd_summary
+from dltrain.commands import (cmd_check, cmd_eval, cmd_export, cmd_predict, cmd_replay,
+                              cmd_resume, cmd_summary)
 from dltrain.console import console, err_console, report
 from dltrain.errors import UserError
 from dltrain.launch import config_dir
@@ -22,6 +23,8 @@ SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
     "replay": cmd_replay,
     "resume": cmd_resume,
     "eval": cmd_eval,
+    "predict": cmd_predict,
+    "export": cmd_export,
     "summary": cmd_summary,
 }
 
@@ -37,6 +40,8 @@ def print_help() -> int:
         "  dltrain replay RUN [OVERRIDES]                 a new run with RUN's saved config",
         "  dltrain resume RUN [OVERRIDES]                 continue RUN from its last checkpoint",
         "  dltrain eval RUN_OR_CHECKPOINT [--split val]   detailed metrics of the best checkpoint",
+        "  dltrain predict RUN INPUT [--out FILE]         predictions of RUN's model on new data",
+        "  dltrain export RUN [--format onnx|safetensors|pt2]   the model for other programs",
         "  dltrain summary SWEEP_DIR                      the table of a sweep's jobs",
         "",
         "[bold]config groups[/] (default first)",

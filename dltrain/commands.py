@@ -96,6 +96,51 @@ def cmd_eval(argv: List[str]) -> int:
     return 0
 
 
+def cmd_predict(argv: List[str]) -> int:
+    """A run's model on new data: a CSV of predictions (and the metrics, when the input holds
+    the true targets)."""
+    parser = _parser("predict", "predict with a run's model on new data; writes a CSV")
+    parser.add_argument("run", metavar="RUN", help="a run folder (or a checkpoint file)")
+    parser.add_argument("input", metavar="INPUT",
+                        help="a CSV file (- for standard input), an .npz or .npy file, an image "
+                             "file or a folder of images")
+    parser.add_argument("--out", metavar="FILE", help="write the CSV here (default: standard output)")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH")
+    parser.add_argument("--batch-size", type=int, default=1024, metavar="N")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
+    args = parser.parse_args(argv)
+    _one_process("predict")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
+    from dltrain.predict.command import run_predict
+
+    run_predict(args.run, args.input, out=args.out, checkpoint=args.checkpoint,
+                batch_size=args.batch_size, device=args.device, console=console)
+    return 0
+
+
+def cmd_export(argv: List[str]) -> int:
+    """A run's model in a file another program can load, with a model card."""
+    from dltrain.export.command import FORMATS  # no torch: the formats' names only
+
+    parser = _parser("export", "export a run's model: onnx, safetensors or pt2 (torch.export)")
+    parser.add_argument("run", metavar="RUN", help="a run folder (or a checkpoint file)")
+    parser.add_argument("--format", default="onnx", metavar="|".join(FORMATS))
+    parser.add_argument("--out", metavar="DIR", help="default: RUN/export/")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH")
+    args = parser.parse_args(argv)
+    if args.format == "torchscript":
+        raise UserError("--format torchscript: TorchScript is deprecated in PyTorch 2; "
+                        "--format pt2 saves the model with torch.export, its successor")
+    if args.format not in FORMATS:
+        raise UserError(f"--format {args.format} is not known; known: {', '.join(FORMATS)}")
+    _one_process("export")
+    from dltrain.export.command import run_export
+
+    run_export(args.run, args.format, out=args.out, checkpoint=args.checkpoint, console=console)
+    return 0
+
+
 def cmd_summary(argv: List[str]) -> int:
     parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv and sweep.png")
     parser.add_argument("sweep", metavar="SWEEP_DIR")

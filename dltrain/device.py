@@ -15,8 +15,10 @@ import torch
 from dltrain.errors import UserError
 
 
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` → CUDA, then MPS, then CPU; an explicit device must exist.
+def resolve_device(name: str, local_rank: int | None = None,
+                   option: str = "trainer.device") -> torch.device:
+    """``auto`` → CUDA, then MPS, then CPU; an explicit device must exist. Messages name
+    ``option``, the setting the user gave (``--device`` for the commands that take one).
 
     ``local_rank``: one process of a DDP job, which takes the CUDA device of its local rank
     (or the CPU)."""
@@ -32,17 +34,17 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(
-                f"trainer.device={name} but CUDA is not available on this machine "
-                "(use trainer.device=cpu or auto)"
+                f"{option}={name} but CUDA is not available on this machine "
+                f"(use {option}=cpu or auto)"
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise UserError(
-                f"trainer.device={name} but this machine has {count} CUDA device(s): "
+                f"{option}={name} but this machine has {count} CUDA device(s): "
                 + ", ".join(f"cuda:{i}" for i in range(count))
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"trainer.device={name} but MPS is not available (use cpu or auto)")
+        raise UserError(f"{option}={name} but MPS is not available (use cpu or auto)")
     return device
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -57,14 +58,14 @@ class EvalJob:
     device: torch.device
 
 
-def build_eval_job(config: schema.TrainConfig) -> EvalJob:
+def build_eval_job(config: schema.TrainConfig, device_option: str = "trainer.device") -> EvalJob:
     """The data and the model of ``config`` on its device, built as training builds them."""
     from dltrain.data import load_data
     from dltrain.device import resolve_device, set_threads
     from dltrain.losses import build_eval_loss
     from dltrain.models import build_model
 
-    device = resolve_device(config.trainer.device)
+    device = resolve_device(config.trainer.device, option=device_option)
     set_threads(config.trainer.threads)
     data = load_data(config.data)
     model = build_model(config, data.info).to(device)
@@ -87,18 +88,20 @@ def classification_report(out: torch.Tensor, y: torch.Tensor, names) -> Dict[str
     pred = out.argmax(1)
     confusion = torch.zeros(k, k, dtype=torch.long)
     confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    tp = confusion.diag().double()
-    precision = tp / confusion.sum(0).clamp_min(1)
-    recall = tp / confusion.sum(1).clamp_min(1)
-    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
-    names = list(names) or [str(i) for i in range(k)]
-    per_class = {
-        names[i]: {"precision": precision[i].item(), "recall": recall[i].item(),
-                   "f1": f1[i].item(), "support": int(confusion[i].sum())}
-        for i in range(k)
-    }
-    return {"per_class": per_class, "macro_f1": f1.mean().item(),
-            "confusion_matrix": confusion.tolist(), "class_names": names}
+    return confusion_report(confusion.numpy(), list(names) or [str(i) for i in range(k)])
+
+
+def confusion_report(confusion: np.ndarray, names: List[str]) -> Dict[str, Any]:
+    """Per-class precision, recall and F1, macro F1, from a confusion matrix (rows: true)."""
+    tp = np.diag(confusion).astype(np.float64)
+    precision = tp / np.maximum(confusion.sum(axis=0), 1)
+    recall = tp / np.maximum(confusion.sum(axis=1), 1)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                        "f1": float(f1[i]), "support": int(confusion[i].sum())}
+                 for i, name in enumerate(names)}
+    return {"per_class": per_class, "macro_f1": float(f1.mean()),
+            "confusion_matrix": confusion.tolist(), "class_names": list(names)}
 
 
 def run_eval(target: str, split: str, device: str, console: Console, *,
@@ -112,7 +115,7 @@ def run_eval(target: str, split: str, device: str, console: Console, *,
     config = schema.load_config(ckpt["config"])
     config.trainer.device = device
     data_changes = check_data(root, config, allow_data_change)
-    job = build_eval_job(config)
+    job = build_eval_job(config, device_option="--device")
     job.model.load_state_dict(ckpt["model"])
     data = job.data.test if split == "test" else job.data.val
     result: Dict[str, Any] = evaluate(job, data, split)
@@ -134,11 +137,17 @@ def run_eval(target: str, split: str, device: str, console: Console, *,
 
 
 def print_report(result: Dict[str, Any], split: str, console: Console) -> None:
-    table = Table(title=f"{split} split ({result['samples']} samples, epoch {result['epoch']})",
-                  title_justify="left", show_header=False)
-    for key, value in result.items():
-        if key.startswith(f"{split}_") or key == "macro_f1":
-            table.add_row(key, f"{value:.4f}")
+    keys = [key for key in result if key.startswith(f"{split}_") or key == "macro_f1"]
+    print_tables(result, f"{split} split ({result['samples']} samples, epoch {result['epoch']})",
+                 keys, console)
+
+
+def print_tables(result: Dict[str, Any], title: str, keys: List[str], console: Console) -> None:
+    """The metrics named by ``keys`` under ``title``; for a classification, the per-class
+    scores and the confusion matrix too (what eval and predict print)."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    for key in keys:
+        table.add_row(key, f"{result[key]:.4f}")
     console.print(table)
     if "per_class" not in result:
         return
@@ -153,7 +162,7 @@ def print_report(result: Dict[str, Any], split: str, console: Console) -> None:
     cm.add_column("")
     for name in names:
         cm.add_column(name, justify="right")
-    for name, row in zip(names, result["confusion_matrix"]):
-        cm.add_row(name, *[f"[bold]{v}[/]" if i == names.index(name) else (str(v) if v else "·")
-                           for i, v in enumerate(row)])
+    for i, (name, row) in enumerate(zip(names, result["confusion_matrix"])):
+        cm.add_row(name, *[f"[bold]{v}[/]" if j == i else (str(v) if v else "·")
+                           for j, v in enumerate(row)])
     console.print(cm)
