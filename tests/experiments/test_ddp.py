@@ -37,10 +37,27 @@ def torchrun(*args: str, processes: int = 2) -> List[str]:
             f"--nproc_per_node={processes}", *args]
 
 
+STARTED: List[subprocess.Popen] = []
+
+
 def run(cmd: Sequence[str], cwd: Path, env=None, timeout: float = TRAIN_TIMEOUT_S):
+    """``cmd`` in a process group of its own; waited for unless ``timeout`` is None."""
     proc = subprocess.Popen(list(cmd), cwd=cwd, env=env or cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    STARTED.append(proc)
     return proc if timeout is None else finish(proc, timeout)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_orphans():
+    """A test that gives up (a timeout, a failed assertion) leaves no worker behind: torchrun's
+    workers outlive a killed agent, so each command's whole process group goes."""
+    yield
+    for proc in STARTED:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def assert_same_weights(a: Path, b: Path, atol: float) -> None:
@@ -159,8 +176,7 @@ def test_sigterm_stops_a_streamed_ddp_job_and_its_resume_matches(tmp_path):
     images = write_image_folder(tmp_path / "imgs", per_class=60)
     args = [*STREAMED, f"data.path={images}"]
     stopped, straight = tmp_path / "stopped", tmp_path / "straight"
-    agent = subprocess.Popen(torchrun("-m", "dltrain", *args, f"hydra.run.dir={stopped}"), cwd=tmp_path,
-                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = run(torchrun("-m", "dltrain", *args, f"hydra.run.dir={stopped}"), tmp_path, timeout=None)
     reference = run(torchrun("-m", "dltrain", *args, f"hydra.run.dir={straight}"), tmp_path, timeout=None)
     last = stopped / "checkpoints" / "last.pt"
     deadline = time.monotonic() + TRAIN_TIMEOUT_S
