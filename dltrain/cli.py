@@ -43,6 +43,7 @@ def print_help() -> int:
         "  dltrain predict RUN INPUT [--out FILE]         predictions of RUN's model on new data",
         "  dltrain export RUN [--format onnx|safetensors|pt2]   the model for other programs",
         "  dltrain summary SWEEP_DIR                      the table of a sweep's jobs",
+        "  dltrain COMMAND --help                         the arguments of each command",
         "",
         "[bold]config groups[/] (default first)",
     ]

@@ -17,6 +17,14 @@ from dltrain.errors import UserError
 
 def cmd_check(argv: List[str]) -> int:
     """Compose and validate a config, build its model and print the summary, without training."""
+    parser = _parser("check", "validate a config, build its model and data, and print the "
+                              "model's summary, without training")
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDES",
+                        help="the overrides a run takes: GROUP=OPTION (model=cnn) and "
+                             "KEY=VALUE (optim.lr=0.01)")
+    if any(arg in ("-h", "--help") for arg in argv):
+        parser.parse_args(["--help"])  # prints the usage and exits 0
+    # not parsed further: an override is Hydra's to read ("-" may begin a value)
     config = launch.compose(argv)
     from dltrain.train.report import count_parameters, model_table
     from dltrain.train.run import build_job
@@ -35,8 +43,10 @@ def cmd_check(argv: List[str]) -> int:
 def cmd_replay(argv: List[str]) -> int:
     """A new run with a saved run's config (plus overrides), in a new folder."""
     parser = _parser("replay", "a new run with the saved config of RUN, plus overrides")
-    parser.add_argument("run", metavar="RUN", nargs="?")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    parser.add_argument("run", metavar="RUN", nargs="?", help=RUN_HELP)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="values to change, e.g. trainer.epochs=50 (not groups: optim=sgd "
+                             "is a new experiment)")
     _allow_data_change(parser)
     args = _parse(parser, argv, "run")
     from dltrain.rerun import (SAVED_CONFIG, apply_overrides, check_data, recorded_changes,
@@ -61,7 +71,7 @@ def cmd_replay(argv: List[str]) -> int:
 def cmd_resume(argv: List[str]) -> int:
     """Continue a run in its own folder from checkpoints/last.pt."""
     parser = _parser("resume", "continue RUN in its folder from checkpoints/last.pt")
-    parser.add_argument("run", metavar="RUN", nargs="?")
+    parser.add_argument("run", metavar="RUN", nargs="?", help=RUN_HELP)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="e.g. trainer.epochs=50 to extend a finished run")
     parser.add_argument("--allow-changes", action="store_true",
@@ -84,8 +94,10 @@ def cmd_resume(argv: List[str]) -> int:
 
 def cmd_eval(argv: List[str]) -> int:
     parser = _parser("eval", "evaluate a run's best checkpoint (or a given checkpoint) in detail")
-    parser.add_argument("target", metavar="RUN_OR_CHECKPOINT")
-    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("target", metavar="RUN_OR_CHECKPOINT",
+                        help="a run folder (its checkpoints/best.pt) or a checkpoint file")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the split to evaluate (default: test)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     _allow_data_change(parser)
     args = parser.parse_args(argv)
@@ -105,8 +117,10 @@ def cmd_predict(argv: List[str]) -> int:
                         help="a CSV file (- for standard input), an .npz or .npy file, an image "
                              "file or a folder of images")
     parser.add_argument("--out", metavar="FILE", help="write the CSV here (default: standard output)")
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH")
-    parser.add_argument("--batch-size", type=int, default=1024, metavar="N")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH",
+                        help=CHECKPOINT_HELP)
+    parser.add_argument("--batch-size", type=int, default=1024, metavar="N",
+                        help="inputs per forward pass (default: 1024)")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     args = parser.parse_args(argv)
     _one_process("predict")
@@ -125,9 +139,11 @@ def cmd_export(argv: List[str]) -> int:
 
     parser = _parser("export", "export a run's model: onnx, safetensors or pt2 (torch.export)")
     parser.add_argument("run", metavar="RUN", help="a run folder (or a checkpoint file)")
-    parser.add_argument("--format", default="onnx", metavar="|".join(FORMATS))
+    parser.add_argument("--format", default="onnx", metavar="|".join(FORMATS),
+                        help="the file format (default: onnx)")
     parser.add_argument("--out", metavar="DIR", help="default: RUN/export/")
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH")
+    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH",
+                        help=CHECKPOINT_HELP)
     args = parser.parse_args(argv)
     if args.format == "torchscript":
         raise UserError("--format torchscript: TorchScript is deprecated in PyTorch 2; "
@@ -143,7 +159,8 @@ def cmd_export(argv: List[str]) -> int:
 
 def cmd_summary(argv: List[str]) -> int:
     parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv and sweep.png")
-    parser.add_argument("sweep", metavar="SWEEP_DIR")
+    parser.add_argument("sweep", metavar="SWEEP_DIR",
+                        help="a sweep's folder (outputs/multirun/DATE/TIME-ID)")
     args = parser.parse_args(argv)
     _one_process("summary")
     from dltrain.sweeps import summarize_sweep
@@ -163,6 +180,9 @@ def _one_process(command: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # argparse, with dltrain's one-line errors
+RUN_HELP = "a run folder, e.g. outputs/DATE/TIME-ID"
+CHECKPOINT_HELP = "the run's best.pt (default), its last.pt, or a checkpoint file"
+
 def _allow_data_change(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-data-change", action="store_true",
                         help="go on although the data differ from the run's recorded "

@@ -41,9 +41,27 @@ def locate(target: str) -> Tuple[Path, Path]:
             raise UserError(f"{path} has no {runs.CHECKPOINTS}/{runs.BEST}: is it a finished run folder?")
         return ckpt, path
     if path.is_file():
+        if not looks_like_checkpoint(path):
+            raise UserError(f"{path} is not a checkpoint: dltrain eval takes a run folder or a "
+                            f"checkpoint file (RUN/{runs.CHECKPOINTS}/{runs.BEST}); to run a "
+                            f"model on new data: dltrain predict RUN {path}")
         root = path.parent.parent if path.parent.name == runs.CHECKPOINTS else path.parent
         return path, root
     raise UserError(f"no run folder or checkpoint at {path}")
+
+
+# the first bytes of what torch.save writes: a zip archive, or (torch's legacy format) a pickle
+CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def looks_like_checkpoint(path: Path) -> bool:
+    """Whether ``path`` begins as a torch.save file does (a damaged one still does, and gets
+    load_checkpoint's own message): a CSV or an image is named for what it is instead."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4).startswith(CHECKPOINT_MAGIC)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 @dataclass

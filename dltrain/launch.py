@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import shlex
 import shutil
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import runs, schema
 from dltrain.console import console, err_console, report
 from dltrain.errors import UserError
-from dltrain.hydra_errors import clean_hydra_error
+from dltrain.hydra_errors import clean_hydra_error, top_level_keys
 from dltrain.registry import unknown_name
 
 UID_ENV = "DLTRAIN_RUN_UID"
@@ -170,16 +171,23 @@ def _say_interrupted(run_dir: Path, signum: int) -> None:
         f"  dltrain resume {shlex.quote(str(run_dir))}", markup=False)
 
 
-def compose(overrides: List[str]) -> schema.TrainConfig:
-    """The validated config of a single run, composed as Hydra would, without running it."""
+def compose(overrides: List[str], *, sweep: bool = False) -> schema.TrainConfig:
+    """The validated config of a single run (or of one job of a sweep), composed as Hydra
+    would, without running it."""
+    check_choices(overrides)
     for arg in overrides:
         group, _, option = arg.partition("=")
-        if group == "hpo" and option not in ("", "null"):
+        if group == "hpo" and option not in ("", "null") and not sweep:
             raise UserError(f"{arg} is a search space for a sweep: run it with -m "
                             f"(dltrain -m {arg})")
-        options = schema.GROUPS.get(group)
-        if options is not None and option not in options and "," not in option:
-            raise UserError(unknown_name(group, option, options))
+    for override in [] if sweep else _parsed(overrides):
+        if override.is_sweep_override():
+            line = override.input_line
+            key, _, value = line.partition("=")
+            other = "" if "." not in key else (f"; for one list value write {key}=[{value}], "
+                                               f"for text with commas quote it: {key}='{value}'")
+            raise UserError(f"{line} names several values, a sweep: run it with -m "
+                            f"(dltrain -m {line}){other}")
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -194,6 +202,108 @@ def compose(overrides: List[str]) -> schema.TrainConfig:
     return schema.load_config(cfg)
 
 
+def check_choices(overrides: Sequence[str]) -> None:
+    """Refuse, in one line, an override whose group, key or option does not exist: each value of
+    a sweep's list (``-m optim=sgd,adamm``), the presets (``experiment=``, ``hpo=``) and Hydra's
+    own groups (``hydra/launcher=``) included. It runs before Hydra, which would otherwise print
+    its config search path and leave a sweep folder holding only multirun.yaml."""
+    known = top_level_keys()
+    for override in _parsed(overrides):
+        key = override.key_or_group
+        head = re.split(r"[./\[]", key, maxsplit=1)[0]
+        if override.is_delete() or (head == "hydra" and "/" not in key):
+            continue
+        if head != "hydra" and head not in known:
+            raise UserError(unknown_name("config group or key", head, known))
+        if "." in key or "[" in key:
+            continue  # a value: composing checks its key and type
+        options = group_options(key)
+        if options is None:
+            parent = key.rpartition("/")[0]
+            raise UserError(unknown_name("config group", key, (
+                f"{parent}/{name}" for name in group_options(parent, groups=True) or ())))
+        for choice in _choices(override):
+            if choice not in options:
+                raise UserError(unknown_name(key, choice, options))
+
+
+# a sweep is checked by composing this many of its jobs at most (each value of every swept
+# key is in one of them); each job still validates its own config when it runs
+MAX_CHECKED_JOBS = 32
+
+
+def check_sweep(overrides: Sequence[str]) -> None:
+    """Refuse a sweep with a wrong group option, key, type or value before Hydra starts it:
+    compose one job per value of the longest swept list, so that every value of every swept
+    key is composed and validated once (not every combination: the rules that cross keys are
+    each job's own check). Ranges are enumerated; Optuna's intervals and globs are not."""
+    check_choices(overrides)
+    fixed: List[str] = []
+    swept: List[List[str]] = []
+    for override in _parsed(overrides):
+        if not override.is_sweep_override():
+            fixed.append(override.input_line)
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - an interval (a sampler's) or a glob
+            continue
+        swept.append([f"{override.get_key_element()}={value}" for value in values])
+    jobs = min(max((len(values) for values in swept), default=1), MAX_CHECKED_JOBS)
+    for i in range(jobs):
+        compose(fixed + [values[min(i, len(values) - 1)] for values in swept], sweep=True)
+
+
+def _parsed(overrides: Sequence[str]) -> List[Any]:
+    """Hydra's reading of ``overrides``; none where one does not parse (Hydra's compose, or
+    Hydra itself, then reports the syntax error in its own words)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # noqa: BLE001 - OverrideParseException and the grammar's own errors
+        return []
+
+
+def group_options(group: str, groups: bool = False) -> Optional[List[str]]:
+    """The options of a config group (or, with ``groups``, its sub-groups); None when there is
+    no such group. dltrain's groups are read from the schema and configs/; Hydra's own
+    (``hydra/launcher``, with its plugins' options) from Hydra's config loader."""
+    if not group.startswith("hydra"):
+        folder = config_dir() / group
+        if groups:
+            return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else None
+        if group in schema.GROUPS:
+            return list(schema.GROUPS[group])
+        return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    _setup_hydra()
+    with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="dltrain"):
+        loader = GlobalHydra.instance().config_loader()
+        if groups:
+            return sorted(loader.list_groups(group))
+        parent, _, name = group.rpartition("/")
+        if name not in loader.list_groups(parent):
+            return None
+        return sorted(loader.get_group_options(group))
+
+
+def _choices(override: Any) -> List[str]:
+    """The options an override chooses: one, a list (``logger=[csv,tensorboard]``) or each of a
+    sweep's (``sgd,adam``, ``choice(sgd,adam)``); none for null, a glob (Hydra matches it
+    against what exists) or a range (Hydra refuses it for a group)."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    value = override.value()
+    if override.is_sweep_override():
+        return [str(v) for v in value.list] if isinstance(value, ChoiceSweep) else []
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
 def _setup_hydra() -> None:
     schema.register_configs()
     # cached: the id is resolved once into the config that a launcher sends to every sweep job,
@@ -204,9 +314,23 @@ def _setup_hydra() -> None:
     OmegaConf.register_new_resolver(hpo.RESOLVER, hpo.direction, replace=True)
 
 
-def check_output_dirs(argv: List[str]) -> None:
+def check_output_dirs(argv: List[str], multirun: bool = False) -> None:
     """An explicit hydra.run.dir / hydra.sweep.dir must be creatable and must not hold a run:
-    Hydra would overwrite its .hydra/ record before dltrain could refuse."""
+    Hydra would overwrite its .hydra/ record before dltrain could refuse. Without one, the
+    default outputs/ must be creatable in the current folder (Hydra would end in a traceback)."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if not any(arg.startswith(f"{key}=") for arg in argv):
+        default = Path("outputs") / ("multirun" if multirun else "")
+        existing = default
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            where = Path.cwd() if existing == Path(".") else existing.resolve()
+            example = "/somewhere/writable/" + ("sweep" if multirun else "run")
+            problem = "is not writable" if existing.is_dir() else "is a file, not a folder"
+            raise UserError(f"cannot create the {'sweep' if multirun else 'run'} folder under "
+                            f"outputs/: {where} {problem}; run dltrain from a writable "
+                            f"folder, or give it one: {key}={example}")
     for arg in argv:
         key, _, value = arg.partition("=")
         if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
@@ -223,7 +347,8 @@ def check_output_dirs(argv: List[str]) -> None:
             existing = existing.parent
         if not existing.is_dir() or not os.access(existing, os.W_OK):
             raise UserError(f"{key}={value}: cannot create a folder there "
-                            f"({existing} is {'not a folder' if not existing.is_dir() else 'not writable'})")
+                            f"({existing} is {'not a folder' if not existing.is_dir() else 'not writable'}); "
+                            f"choose one where you can write: {key}=/somewhere/writable")
 
 
 def run_hydra(argv: List[str]) -> None:
@@ -236,12 +361,16 @@ def run_hydra(argv: List[str]) -> None:
     # Optuna's storage layer (alembic) logs every plugin it loads at INFO: noise in a sweep
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        if not restarting():  # a restarted job goes back to its own folder
-            check_output_dirs(argv)
+        args = hydra_args(argv)
+        if not restarting() and writes_folders(args):  # a restarted job goes back to its own folder
+            check_output_dirs(argv, multirun=bool(args and args.multirun))
         if not any(arg.startswith("-") for arg in argv):
             # a single run is validated before Hydra makes a folder for it; sweeps and Hydra's
             # flags are left to Hydra, and each job validates itself in train_task
             argv = argv + one_folder(compose(argv), argv)
+        elif args is not None and not (args.config_path or args.config_dir or args.shell_completion):
+            # before Hydra makes a sweep's folder; each job validates itself in train_task too
+            check_sweep(args.overrides) if args.multirun else check_choices(args.overrides)
     except UserError as e:
         if not quiet_rank():
             report(e)
@@ -249,6 +378,30 @@ def run_hydra(argv: List[str]) -> None:
     sys.argv = [sys.argv[0], *argv]
     os.environ[INVOCATION_ENV] = shlex.join(invocation)
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(train_task)()
+
+
+def hydra_args(argv: List[str]) -> Optional[Any]:
+    """Hydra's reading of its command line (flags and overrides), or None where Hydra itself
+    should report what it does not understand."""
+    import argparse
+
+    from hydra._internal.utils import get_args_parser
+
+    if "--version" in argv:  # Hydra's parser would print its own version and exit
+        return None
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    return None if unknown else args
+
+
+def writes_folders(args: Optional[Any]) -> bool:
+    """Whether Hydra will make a run or sweep folder: not for --cfg, --info, --help, -sc."""
+    return args is None or not (args.help or args.hydra_help or args.cfg or args.info
+                                or args.shell_completion)
 
 
 # ---------------------------------------------------------------------------------------------

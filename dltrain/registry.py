@@ -14,12 +14,16 @@ from dltrain.errors import UserError
 T = TypeVar("T", bound=Callable)
 
 
+def did_you_mean(name: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'lstm'?)`` for the known name closest to ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def unknown_name(kind: str, name: object, known: Iterable[str]) -> str:
     """``unknown model 'lstmm' (did you mean 'lstm'?); known: cnn, gru, lstm, mlp, rnn``"""
     known = sorted(known)
-    close = difflib.get_close_matches(str(name), known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
 
 
 class Registry(Generic[T]):

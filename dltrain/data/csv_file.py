@@ -1,6 +1,8 @@
 """A table from a CSV file of the user's: ``data=csv data.path=FILE data.target=COLUMN``.
 
-The first line names the columns. Numeric columns are features as they are (standardized with
+The first line names the columns. Cells are separated by ``data.delimiter``: ``auto`` (the
+default) takes the one of ``, ; tab |`` that splits the header and the first rows into the same
+number of columns, the most columns of them, preferring ``,``. Numeric columns are features as they are (standardized with
 training statistics); text columns are one-hot encoded. The task follows the target column unless
 ``data.task`` says otherwise: text, or integers with few distinct values, make a classification;
 other numbers a regression. Any value that does not fit is reported with its file, line (1-based,
@@ -13,11 +15,12 @@ there is no pandas to depend on.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,7 +29,9 @@ from dltrain.data.base import DataInfo, DataSplits
 from dltrain.data.prepare import split_and_standardize
 from dltrain.data.registry import DATASETS
 from dltrain.errors import UserError
+from dltrain.registry import did_you_mean
 from dltrain.schema import CSVDataConfig
+from dltrain.schema.data import DELIMITER_NAMES
 
 # spellings of a missing value: dltrain refuses them rather than guess a fill
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
@@ -36,6 +41,11 @@ MAX_CATEGORIES = 50
 # than half as many as there are rows); otherwise it is a count to regress on
 MAX_INTEGER_CLASSES = 20
 _INTEGER = re.compile(r"^[+-]?\d+$")
+# the delimiters data.delimiter=auto chooses among (comma first: it wins a tie), and the lines
+# it reads to choose
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_WORDS = {character: word for word, character in DELIMITER_NAMES.items() if word.isalpha()}
+SNIFF_LINES = 50
 
 
 @dataclass
@@ -54,14 +64,45 @@ class Table:
         return f"{self.path}, line {self.lines[row]}, column {column!r}"
 
 
-def csv_rows(f: IO[str], name: str) -> Iterator[Tuple[int, List[str]]]:
+def detect_delimiter(lines: List[str], complete: bool) -> str:
+    """The one of :data:`DELIMITERS` that splits the header of ``lines`` (the first lines of a
+    file; ``complete`` when they are all of it) into the most columns, and every row after it
+    into as many; ``,`` when none does (the row of the wrong width is then reported)."""
+    best, best_width = ",", 1
+    for delimiter in DELIMITERS:
+        try:
+            rows = [row for row in csv.reader(lines, delimiter=delimiter)
+                    if any(cell.strip() for cell in row)]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        checked = rows[1:] if complete else rows[1:-1]  # the last may be cut by the sample's end
+        width = len(rows[0])
+        if width > best_width and all(len(row) == width for row in checked):
+            best, best_width = delimiter, width
+    return best
+
+
+def delimiter_of(option: str) -> Optional[str]:
+    """data.delimiter's character, or None for auto."""
+    return None if option == "auto" else DELIMITER_NAMES.get(option, option)
+
+
+def csv_rows(f: IO[str], name: str, delimiter: Optional[str] = None) -> Iterator[Tuple[int, List[str]]]:
     """The rows of the open CSV file ``f`` (``name`` in messages) as (the line where the row
     starts, its stripped cells): the header line first, then each data row, checked to have as
-    many fields as the header. Blank lines are not rows. Read lazily, one row at a time."""
-    reader = csv.reader(f)
+    many fields as the header. Blank lines are not rows. Read lazily, one row at a time; the
+    ``delimiter`` is detected from the first lines (:func:`detect_delimiter`) when not given."""
     width: Optional[int] = None
     last = 0
     try:
+        lines: Iterable[str] = f
+        if delimiter is None:
+            head = list(itertools.islice(f, SNIFF_LINES))
+            delimiter = detect_delimiter(head, complete=len(head) < SNIFF_LINES)
+            lines = itertools.chain(head, f)
+        reader = csv.reader(lines, delimiter=delimiter)
         for row in reader:
             first_line, last = last + 1, reader.line_num
             if not any(cell.strip() for cell in row):
@@ -96,8 +137,9 @@ def missing_value(where: str, cell: str, advice: str) -> UserError:
                      + advice)
 
 
-def read_table(path: Path) -> Table:
-    """The cells of ``path`` as text, checked for shape and missing values."""
+def read_table(path: Path, delimiter: Optional[str] = None) -> Table:
+    """The cells of ``path`` as text, checked for shape and missing values; ``delimiter`` as
+    :func:`csv_rows` takes it."""
     if not path.exists():
         raise UserError(f"data.path={path}: no such file")
     if path.is_dir():
@@ -107,7 +149,7 @@ def read_table(path: Path) -> Table:
     lines: List[int] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            for first_line, cells in csv_rows(f, str(path)):
+            for first_line, cells in csv_rows(f, str(path), delimiter):
                 if header is None:
                     header = cells
                     continue
@@ -199,6 +241,33 @@ def infer_task(table: Table, column: Column) -> str:
     return "regression" if _numbers(table, column) is not None else "classification"
 
 
+def _delimiter_hint(header: List[str], delimiter: Optional[str]) -> str:
+    """When the header reads as one column that another delimiter would split: say which."""
+    if len(header) != 1:
+        return ""
+    for other in DELIMITERS:
+        if other != delimiter and other in header[0]:
+            return (f" (one column: is the file separated by {DELIMITER_WORDS[other]}s? "
+                    f"set data.delimiter={DELIMITER_WORDS[other]})")
+    return ""
+
+
+def check_labels(table: Table, column: Column) -> None:
+    """Refuse data.task=classification on a column of measurements: decimal numbers with more
+    distinct values than a set of classes has (each class would hold a row or two, and the
+    stratified split would leave val and test empty)."""
+    numbers = _numbers(table, column)
+    if numbers is None or np.all(numbers == np.round(numbers)):
+        return
+    distinct = np.unique(numbers)
+    if len(distinct) > MAX_INTEGER_CLASSES:
+        raise UserError(
+            f"data.task=classification, but column {column.name!r} of {table.path} holds "
+            f"{len(distinct)} distinct decimal numbers (e.g. {column.values[0]}, "
+            f"{column.values[1]}): measurements, not a set of classes; leave data.task=auto to "
+            "regress on it, or write class labels into the column")
+
+
 def classes(column: Column) -> Tuple[np.ndarray, Tuple[str, ...]]:
     """Class indices and names; numeric labels sort as numbers (2 before 10), text as text."""
     distinct = set(column.values)
@@ -214,13 +283,17 @@ def classes(column: Column) -> Tuple[np.ndarray, Tuple[str, ...]]:
 @DATASETS.register("csv")
 def load_csv(cfg: CSVDataConfig) -> DataSplits:
     path = Path(cfg.path).expanduser()
-    table = read_table(path)
+    delimiter = delimiter_of(cfg.delimiter)
+    table = read_table(path, delimiter)
     by_name = {c.name: c for c in table.columns}
     if cfg.target not in by_name:
-        raise UserError(f"{path} has no column {cfg.target!r} (data.target); its columns: "
-                        + ", ".join(by_name))
+        raise UserError(f"data.target={cfg.target!r}: {path} has no such column"
+                        f"{did_you_mean(cfg.target, by_name)}; its columns: "
+                        + ", ".join(by_name) + _delimiter_hint(list(by_name), delimiter))
     target = by_name[cfg.target]
     task = infer_task(table, target) if cfg.task == "auto" else cfg.task
+    if task == "classification" and cfg.task == "classification":
+        check_labels(table, target)
     x, numeric, columns = features(table, cfg.target)
 
     if task == "classification":

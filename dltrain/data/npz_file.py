@@ -1,6 +1,7 @@
 """Arrays of the user's in a NumPy ``.npz`` file: ``data=npz data.path=FILE``.
 
-``x`` and ``y`` are required; ``x_val, y_val`` and ``x_test, y_test`` are used as the validation
+``x`` and ``y`` are required, so an ``.npy`` file (one array: inputs without targets) is
+refused with the ``np.savez`` call that makes an ``.npz`` of it; ``x_val, y_val`` and ``x_test, y_test`` are used as the validation
 and test splits when present, and split off ``x, y`` with ``data.split_seed`` when not. The kind
 follows ``x.ndim`` (2: table (N, F), 3: sequence (N, T, F), 4: image (N, C, H, W)), the task
 follows ``y``'s dtype (integers, booleans or text: classification; floats: regression) unless
@@ -32,12 +33,24 @@ def read_arrays(path: Path) -> Dict[str, np.ndarray]:
         raise UserError(f"data.path={path}: no such file")
     try:
         # allow_pickle=False: an .npz with object arrays could run code when loaded
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         reason = str(e).split(". ")[0]  # NumPy's advice to allow pickles is not ours to give
         raise UserError(f"data.path={path}: cannot read it as a NumPy .npz file of numeric "
                         f"arrays ({reason})") from None
+    if isinstance(loaded, np.ndarray):
+        # an .npy file holds one array: inputs without targets, nothing to learn from (dltrain
+        # predict takes it as inputs alone)
+        raise UserError(f"data.path={path} is a single NumPy array {loaded.shape} (.npy), with no "
+                        "targets to learn; data=npz needs an .npz file with arrays x and y: "
+                        "np.savez('data.npz', x=x, y=y)")
+    with loaded as npz:
+        try:
+            return {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            reason = str(e).split(". ")[0]
+            raise UserError(f"data.path={path}: cannot read it as a NumPy .npz file of numeric "
+                            f"arrays ({reason})") from None
 
 
 def check_arrays(path: Path, arrays: Dict[str, np.ndarray]) -> None:

@@ -98,14 +98,24 @@ class FileDataConfig(DataConfig):
         v.check(bool(self.path), "path", self.path, f"data={self.name} needs data.path=FILE")
 
 
+# spellings of a CSV delimiter that are awkward to type on a command line
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
 @option("data", "csv")
 @dataclass
 class CSVDataConfig(FileDataConfig):
     target: str = MISSING  # the column to predict; every other column is a feature
+    # auto: the one of , ; tab | that splits the header and the first rows into the same number
+    # of columns; or one character, or its name (comma, semicolon, tab, pipe: no shell quoting)
+    delimiter: str = "auto"
 
     def check(self, v: Checker) -> None:
         super().check(v)
         v.check(bool(self.target), "target", self.target, "data=csv needs data.target=COLUMN")
+        v.check(self.delimiter == "auto" or self.delimiter in DELIMITER_NAMES
+                or len(self.delimiter) == 1, "delimiter", self.delimiter,
+                "auto, one character, or comma, semicolon, tab or pipe")
 
 
 @option("data", "image_folder", task="classification")

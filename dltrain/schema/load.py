@@ -55,6 +55,8 @@ def load_config(raw: Mapping[str, Any]) -> TrainConfig:
     raw = {k: v for k, v in raw.items() if k != "hydra"}
     allowed = [f.name for f in dataclasses.fields(TrainConfig)]
     unknown = sorted(set(raw) - set(allowed))
+    if len(unknown) == 1:
+        raise UserError(unknown_name("config key", unknown[0], allowed))
     if unknown:
         raise UserError(f"unknown config key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     nodes: Dict[str, Any] = {group: _option(group, raw.get(group)) for group in _SINGLE}
