@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, Dict, List, Optional
 
-from dltrain import launch, schema
+from dltrain import completion, launch, schema
 from dltrain.commands import (cmd_check, cmd_eval, cmd_export, cmd_predict, cmd_replay,
                               cmd_resume, cmd_summary)
 from dltrain.console import console, err_console, report
@@ -39,6 +39,7 @@ def print_help() -> int:
         "  dltrain check [OVERRIDES]                      validate, build and summarize the model",
         "  dltrain replay RUN [OVERRIDES]                 a new run with RUN's saved config",
         "  dltrain resume RUN [OVERRIDES]                 continue RUN from its last checkpoint",
+        "  dltrain resume SWEEP_DIR                       finish a sweep's unfinished jobs",
         "  dltrain eval RUN_OR_CHECKPOINT [--split val]   detailed metrics of the best checkpoint",
         "  dltrain predict RUN INPUT [--out FILE]         predictions of RUN's model on new data",
         "  dltrain export RUN [--format onnx|safetensors|pt2]   the model for other programs",
@@ -73,6 +74,8 @@ def print_help() -> int:
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if completion.handles(argv):  # the shell asks what Tab may complete (dltrain -sc query=bash)
+        sys.exit(completion.main(argv, SUBCOMMANDS))
     launch.invocation[:] = ["dltrain", *argv]
     if argv and argv[0] in ("-h", "--help", "help"):
         sys.exit(print_help())

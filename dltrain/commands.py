@@ -70,7 +70,8 @@ def cmd_replay(argv: List[str]) -> int:
 
 def cmd_resume(argv: List[str]) -> int:
     """Continue a run in its own folder from checkpoints/last.pt."""
-    parser = _parser("resume", "continue RUN in its folder from checkpoints/last.pt")
+    parser = _parser("resume", "continue RUN in its folder from checkpoints/last.pt, or finish "
+                               "the unfinished jobs of a sweep")
     parser.add_argument("run", metavar="RUN", nargs="?", help=RUN_HELP)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="e.g. trainer.epochs=50 to extend a finished run")
@@ -78,6 +79,13 @@ def cmd_resume(argv: List[str]) -> int:
                         help="accept overrides that change the maths of the run (recorded in run.yaml)")
     _allow_data_change(parser)
     args = _parse(parser, argv, "run")
+    from dltrain.sweeps import is_sweep
+
+    if is_sweep(Path(args.run)):  # a sweep: its unfinished jobs, then its summary
+        from dltrain.sweep_resume import resume_sweep
+
+        return resume_sweep(Path(args.run), args.overrides, allow_changes=args.allow_changes,
+                            allow_data_change=args.allow_data_change)
     from dltrain.rerun import prepare_resume
 
     plan = prepare_resume(args.run, args.overrides, args.allow_changes, args.allow_data_change)
