@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import runs, schema
-from dltrain.console import console, err_console, report
+from dltrain.console import console, console_for_job, err_console, report
 from dltrain.errors import UserError
 from dltrain.hydra_errors import clean_hydra_error, top_level_keys
 from dltrain.registry import unknown_name
@@ -94,7 +94,8 @@ def train_task(cfg: DictConfig) -> Optional[float]:
         try:
             record = {"data_changes_allowed": data_changes_allowed} if data_changes_allowed else None
             restart = _restart_event(run_dir, config)
-            summary = run_training(config, run_dir, console, command=invocation, record=record,
+            summary = run_training(config, run_dir, console_for_job(HydraConfig.get()),
+                                   command=invocation, record=record,
                                    resume=restart is not None, event=restart)
         except TrainingInterrupted as e:
             if sweeping and os.environ.get("SUBMITIT_EXECUTOR"):

@@ -59,9 +59,9 @@ def test_eval_of_each_split_has_its_own_file(evals):
 
 
 def split_sizes(stdout: str) -> dict:
-    match = re.search(r"train/val/test: (\d+)/(\d+)/(\d+)", stdout)
+    match = re.search(r"train/val/test: ([\d,]+)/([\d,]+)/([\d,]+)", stdout)
     assert match, stdout
-    return dict(zip(("train", "val", "test"), map(int, match.groups())))
+    return dict(zip(("train", "val", "test"), (int(n.replace(",", "")) for n in match.groups())))
 
 
 def test_eval_matches_the_runs_test_metrics(dropout_run, evals):
