@@ -21,7 +21,21 @@ def versions() -> Dict[str, str]:
 
 
 def save_checkpoint(path: Path, checkpoint: Dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
+    """Write ``checkpoint`` to ``path`` atomically; a full disk raises
+    :class:`~dltrain.atomic.DiskFull` with the space it needs, the old file left as it was."""
+    atomic_write(path, lambda f: torch.save(checkpoint, f), size=tensor_bytes(checkpoint))
+
+
+def tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in ``value`` (nested dicts, lists, tuples): about the size of its
+    torch.save file, whose plain values add little."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
@@ -43,8 +57,27 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
             f"so loading it could run code (it needs {', '.join(unsafe)})"
         ) from None
     except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
-        raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint file "
-                        f"({type(e).__name__}: {e})") from None
+        # torch.save writes a zip archive: one that torch cannot read was cut short (a full
+        # disk, a copy that stopped) or changed; anything else never was a checkpoint
+        what = ("the file is damaged or truncated" if _is_zip(path)
+                else "it is not a PyTorch checkpoint file")
+        raise UserError(f"cannot read checkpoint {path}: {what} "
+                        f"({type(e).__name__}: {_first_sentence(e)})") from None
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _first_sentence(error: BaseException) -> str:
+    """torch's messages go on with advice over several sentences; the first says what failed."""
+    text = " ".join(str(error).split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end]
 
 
 def unsafe_globals(path: Path) -> List[str]:

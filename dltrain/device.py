@@ -7,10 +7,11 @@ import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from dltrain.errors import UserError
 
@@ -64,9 +65,67 @@ def _process_device(name: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def set_threads(threads: int | None) -> None:
-    if threads is not None:
-        torch.set_num_threads(threads)
+# trainer.threads=auto: one thread for a training step below this many floating-point operations,
+# torch's default (one per core) from there on. Measured with scripts/bench_threads.py (README,
+# "Threads"): below it a second thread gains little on an idle machine and, on a busy one, costs
+# many times the step while the threads wait for each other
+AUTO_ONE_THREAD_BELOW_FLOPS = 500e6
+# torch's default when dltrain starts (one per core, or OMP_NUM_THREADS): what ``null`` restores
+# after an earlier job in the same process (a sweep's) chose fewer
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+def set_threads(threads: int | str | None, step_flops: Callable[[], float] | None = None) -> str:
+    """Set torch's CPU threads for ``trainer.threads``: a number, None (torch's default, one per
+    core) or ``auto``. Returns why, for run.yaml.
+
+    ``auto`` needs ``step_flops`` (the estimated cost of one training step, see
+    :func:`step_flops`): one thread below :data:`AUTO_ONE_THREAD_BELOW_FLOPS`, torch's default
+    above; without it (``dltrain eval``) torch's default stays."""
+    if threads == "auto":
+        if step_flops is None:
+            torch.set_num_threads(DEFAULT_THREADS)
+            return "auto: torch's default"
+        flops = step_flops()
+        small = flops < AUTO_ONE_THREAD_BELOW_FLOPS
+        torch.set_num_threads(1 if small else DEFAULT_THREADS)
+        return (f"auto: {'1' if small else 'one per core'}, a training step is about "
+                f"{flops / 1e6:,.0f} MFLOP ({'<' if small else '>='} "
+                f"{AUTO_ONE_THREAD_BELOW_FLOPS / 1e6:,.0f})")
+    torch.set_num_threads(DEFAULT_THREADS if threads is None else int(threads))
+    return "torch's default" if threads is None else str(threads)
+
+
+def step_flops(model: nn.Module, input_shape: Sequence[int], batch_size: int,
+               device: torch.device | str = "cpu") -> float:
+    """About how many floating-point operations one training step of ``batch_size`` samples
+    takes: three forward passes' worth (the backward pass costs about two), each counted as
+    2 x the weights of every linear, convolutional and recurrent layer x the positions it is
+    applied at (a convolution's output pixels, a recurrent layer's time steps), read from the
+    shapes of one sample's forward pass. Element-wise layers (activations, norms) are left out:
+    they are cheap beside the matrix products."""
+    flops = 0
+
+    def count(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal flops
+        out = output[0] if isinstance(output, tuple) else output
+        channels = out.shape[1] if isinstance(module, nn.modules.conv._ConvNd) else out.shape[-1]
+        weights = sum(p.numel() for name, p in module.named_parameters(recurse=False)
+                      if name.startswith("weight"))
+        flops += 2 * weights * (out.numel() // channels)
+
+    layers = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
+    training = model.training
+    try:
+        model.eval()  # one sample through batch norm; no dropout draws from the generators
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(training)
+    return 3.0 * flops * batch_size
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -147,9 +147,13 @@ def _forget_launch() -> None:
 
 
 def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
-    """A sweep job that could not train still leaves a summary.json saying why."""
+    """A sweep job that could not train still leaves a summary.json saying why (when the disk
+    has room for it: a full disk is said, and the sweep goes on)."""
     summary = {"status": "failed", "reason": reason}
-    runs.write_json(run_dir / runs.SUMMARY, summary)
+    try:
+        runs.write_json(run_dir / runs.SUMMARY, summary)
+    except UserError as e:  # DiskFull: the summary will say "no summary.json"
+        report(e)
     return summary
 
 

@@ -23,7 +23,9 @@ SAVED_CONFIG = runs.SAVED_CONFIG
 FREE_ON_RESUME = {
     "trainer.epochs", "trainer.progress", "trainer.log_every", "trainer.device",
     "trainer.eval_batch_size", "trainer.early_stopping.patience", "trainer.threads",
-    # torch.compile computes the same model (its fused kernels may round differently);
+    # the thread count and torch.compile compute the same model: they may split a sum
+    # differently (batch norm's statistics, a convolution's weight gradient), which changes the
+    # last bits, not the maths;
     # trainer.precision is not free: it changes the numbers the run computes
     "trainer.compile", "trainer.compile_mode",
     # the batch is global, so the number of processes leaves the maths as it is

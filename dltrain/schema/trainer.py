@@ -60,9 +60,10 @@ class TrainerConfig(Options):
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     deterministic: Optional[bool] = None  # null = on for CPU, off for CUDA
-    # CPU threads for torch's kernels; null = torch's default (one per core). On a busy machine
-    # fewer threads than cores avoids threads spinning while they wait for a core
-    threads: Optional[int] = None
+    # CPU threads for torch's kernels: N, null (torch's default: one per core) or auto (one
+    # thread for a model whose training step is small, torch's default above; see
+    # dltrain.device.auto_threads). Any: OmegaConf 2.3 has no Union[int, str] field
+    threads: Any = "auto"
     grad_clip: Optional[float] = None  # max global gradient norm; null = no clipping
     monitor: str = "auto"  # auto = val_loss; or val_acc (classification), val_mae, val_r2
     mode: str = "auto"  # min | max | auto (from the metric)
@@ -91,7 +92,8 @@ class TrainerConfig(Options):
                 "auto, cpu, cuda, cuda:N or mps")
         if self.grad_clip is not None:
             v.positive("grad_clip", self.grad_clip)
-        v.at_least("threads", self.threads, 1)
+        v.check(self.threads in (None, "auto") or (type(self.threads) is int and self.threads >= 1),
+                "threads", self.threads, "null (one per core), auto, or a number >= 1")
         v.one_of("mode", self.mode, ("auto", "min", "max"))
         monitors = sorted({"auto"} | {m for ms in MONITORS.values() for m in ms})
         v.one_of("monitor", self.monitor, monitors)

@@ -20,6 +20,7 @@ from dltrain.data.batching import batch_bounds, iterate
 from dltrain.distributed import Dist
 from dltrain.fastpath import FastPath
 from dltrain.losses import l1_penalty
+from dltrain.memory import allocating
 from dltrain.optim import Schedule
 from dltrain.schema import TrainConfig
 from dltrain.train.metrics import MetricSums
@@ -79,6 +80,7 @@ class Job:
     fast: Optional[FastPath] = None
     # this process's part in a data-parallel job (a process on its own: Dist())
     dist: Dist = field(default_factory=Dist)
+    threads: str = ""  # how trainer.threads set torch's CPU threads, and why (run.yaml)
 
     def __post_init__(self) -> None:
         if self.fast is None:
@@ -178,12 +180,14 @@ def evaluate(job: Evaluable, split: Split, prefix: str) -> Dict[str, float]:
     # collective per batch, so the parts may differ in number), and the sums are added up
     dist = getattr(job, "dist", None) or Dist()
     sums = MetricSums(job.data.info, job.device)
-    for x, y in iterate(split, job.config.trainer.eval_batch_size, shuffle=False,
-                        shard=(dist.rank, dist.world_size)):
-        with fast.precision.autocast():
-            out = fast.forward(x)
-        out = out.float()  # the loss and the metrics in float32, whatever the precision
-        sums.add(job.eval_criterion(out, y), out, y)
+    size = job.config.trainer.eval_batch_size
+    with allocating(f"evaluating {prefix} (batches of {size} samples)",
+                    f"trainer.eval_batch_size={size}", job.device):
+        for x, y in iterate(split, size, shuffle=False, shard=(dist.rank, dist.world_size)):
+            with fast.precision.autocast():
+                out = fast.forward(x)
+            out = out.float()  # the loss and the metrics in float32, whatever the precision
+            sums.add(job.eval_criterion(out, y), out, y)
     return sums.compute(prefix, dist)
 
 

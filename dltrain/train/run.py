@@ -23,24 +23,28 @@ from dltrain.data.batching import num_batches
 from dltrain.distributed import Dist
 from dltrain.device import (Precision, apply_performance, performance_settings, resolve_device,
                             rng_state, seed_everything, set_rng_state, set_threads,
-                            wants_determinism)
+                            step_flops, wants_determinism)
 from dltrain.fastpath import (CompileClock, FastPath, compile_failures_as_user_errors,
                               compile_model)
+from dltrain.atomic import DiskFull
 from dltrain.errors import UserError
 from dltrain.fingerprint import fingerprint
-from dltrain.loggers import build_loggers
+from dltrain.console import err_console
+from dltrain.loggers import build_loggers, console_log
 from dltrain.losses import build_eval_loss, build_loss
+from dltrain.memory import allocating, check_model_fits
 from dltrain.models import build_model
 from dltrain.optim import (Schedule, build_optimizer, build_schedule, retune_schedule,
                            set_hyperparameters, split_decay)
 from dltrain.plots import plot_curves
-from dltrain.schema import TrainConfig, load_config, resolve_monitor, resolve_paths, to_dict
+from dltrain.schema import (TrainConfig, fields_of, load_config, resolve_monitor, resolve_paths,
+                            to_dict)
 from dltrain.train.callbacks import CheckpointWriter, LoggerFanOut
 from dltrain.train.interrupt import AgreedStop, StopOnSignal
 from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted, evaluate,
                                 fit, min_last_batch)
 from dltrain.train.progress import make_progress
-from dltrain.train.report import count_parameters, model_table, results_table
+from dltrain.train.report import count_parameters, print_end, print_start
 
 CURVES = "curves.png"
 
@@ -63,7 +67,7 @@ def build_job(config: TrainConfig, dist: Optional[Dist] = None) -> Job:
     dist = dist or Dist()
     device = resolve_device(trainer.device, dist.launch.local_rank if dist.distributed else None)
     precision = Precision(trainer.precision, device)  # refuses 16-mixed off CUDA before loading
-    set_threads(trainer.threads)
+    threads = set_threads(trainer.threads) if trainer.threads != "auto" else ""
     deterministic = wants_determinism(trainer.deterministic, device)
     seed_everything(trainer.seed, deterministic)
     data = load_data(config.data)
@@ -71,8 +75,16 @@ def build_job(config: TrainConfig, dist: Optional[Dist] = None) -> Job:
     monitor, mode = resolve_monitor(trainer, info.task)
     criterion = build_loss(config.loss, info.task)
     eval_criterion = build_eval_loss(config.loss, info.task)
-    # the model is built after seeding so its initial weights depend on trainer.seed only
-    model = build_model(config, info).to(device)
+    # the model is built after seeding so its initial weights depend on trainer.seed only.
+    # Its parameters are weighed first (on the meta device, drawing no random numbers): a model
+    # larger than the device's free memory is refused before the allocator is asked
+    smaller = f"the model's size ({model_size(config)})"
+    check_model_fits(lambda: build_model(config, info), device, smaller)
+    with allocating("allocating the model's parameters", smaller, device):
+        model = build_model(config, info).to(device)
+    if trainer.threads == "auto":  # by the cost of a step: see device.set_threads
+        threads = set_threads("auto", None if device.type != "cpu" else lambda: step_flops(
+            model, info.input_shape, trainer.batch_size, device))
     if dist.distributed:
         model = _check_ddp(config, model, device, len(data.train), dist.world_size)
     settings = performance_settings(
@@ -85,7 +97,10 @@ def build_job(config: TrainConfig, dist: Optional[Dist] = None) -> Job:
                                 fused=settings.fused_optimizer)
     schedule = make_schedule(config, optimizer, model, len(data.train), mode, dist.world_size)
     generator = torch.Generator().manual_seed(trainer.seed)
-    data = data.to(device)
+    with allocating(f"moving the data set onto it ({len(data.train)}/{len(data.val)}/"
+                    f"{len(data.test)} samples)",
+                    "the data set's size, or train with trainer.device=cpu", device):
+        data = data.to(device)
     fast = FastPath(model, precision, settings)
     if trainer.compile:
         fast.model = compile_model(model, trainer.compile_mode, config.model.name)
@@ -104,7 +119,18 @@ def build_job(config: TrainConfig, dist: Optional[Dist] = None) -> Job:
         eval_criterion=eval_criterion.to(device), optimizer=optimizer,
         schedule=schedule, data=data, device=device, generator=generator,
         monitor=monitor, mode=mode, l1_params=split_decay(model)[0], fast=fast, dist=dist,
+        threads=threads,
     )
+
+
+def model_size(config: TrainConfig) -> str:
+    """The settings that size ``config``'s model, as the user would type them."""
+    import json
+
+    sizes = [f"model.{name}={json.dumps(value, separators=(',', ':'))}"
+             for name, value in fields_of(config.model).items()
+             if isinstance(value, (int, list, tuple)) and not isinstance(value, bool)]
+    return ", ".join(sizes) or f"model={config.model.name}"
 
 
 def _check_ddp(config: TrainConfig, model: torch.nn.Module, device: torch.device, n_train: int,
@@ -212,12 +238,44 @@ def run_training(config: TrainConfig, run_dir: Path, console: Console, *,
     dist = join(config)
     if not dist.is_main:  # the other processes of a DDP job train and write nothing
         console, callbacks = Console(quiet=True), ()
-    with runs.locked(run_dir) if dist.is_main else contextlib.nullcontext():
-        summary = _train(config, run_dir, console, dist, resume=resume, event=event or {},
-                         command=command or ["dltrain", *sys.argv[1:]], callbacks=callbacks,
-                         record=record or {})
+    command = command or ["dltrain", *sys.argv[1:]]
+    # train.log: the plain text of what the run prints (rank 0's), beside metrics.csv
+    with runs.locked(run_dir) if dist.is_main else contextlib.nullcontext(), \
+            console_log(run_dir, console, err_console):
+        try:
+            summary = _train(config, run_dir, console, dist, resume=resume, event=event or {},
+                             command=command, callbacks=callbacks, record=record or {})
+        except DiskFull as e:
+            e.advice = e.advice or after_full_disk(run_dir, command, config.trainer.epochs)
+            raise
     distributed.disconnect()
     return summary
+
+
+def after_full_disk(run_dir: Path, command: List[str], epochs: int) -> str:
+    """What a run stopped by a full disk still has, and how to go on once space is freed.
+
+    last.pt is read back before it is called intact: a resume starts from it. A run whose
+    training had ended (the disk filled while its summary was written) is not resumed but
+    evaluated: ``dltrain resume`` refuses a finished run."""
+    import shlex
+
+    last = run_dir / runs.CHECKPOINTS / runs.LAST
+    try:
+        ckpt = load_checkpoint(last) if last.is_file() else None
+    except UserError:
+        ckpt = None
+    if ckpt is None:
+        return (f"no checkpoint to resume from was saved yet; once space is freed, start again: "
+                f"{shlex.join(command)}")
+    epoch, batch = ckpt.get("epoch", 0), ckpt.get("batch")
+    if epoch >= epochs or ckpt.get("stop_reason"):
+        return (f"training had ended and the checkpoints are intact ({last}, after epoch "
+                f"{epoch}); once space is freed, evaluate it: "
+                f"dltrain eval {shlex.quote(str(run_dir))}")
+    where = f"epoch {epoch + 1}, batch {batch}" if batch else f"after epoch {epoch}"
+    return (f"the last good checkpoint, {last} ({where}), is intact; once space is freed, "
+            f"continue with: dltrain resume {shlex.quote(str(run_dir))}")
 
 
 def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, resume: bool,
@@ -238,7 +296,9 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
         # run.yaml keeps them as typed
         runs.save_config(run_dir, to_dict(config))
         record = {"paths": typed_paths, "data": fingerprint(config.data),
-                  "performance": job.fast.record(job.optimizer), **record}
+                  "performance": {**job.fast.record(job.optimizer),
+                                  "threads": torch.get_num_threads(), "threads_rule": job.threads},
+                  **record}
     if dist.distributed:
         event = {**event, "processes": dist.world_size} if resume else event
         record = record if resume else {**record, "distributed": _launch_record(dist)}
@@ -248,14 +308,15 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
                           event={"from_epoch": job.state.epoch, **event} if resume else None)
 
     n_params = count_parameters(job.model)
-    console.print(model_table(job.model, f"{config.model.name} on {info.name} "
-                                         f"({info.task}, input {tuple(info.input_shape)}, "
-                                         f"{info.num_outputs} output{'s' if info.num_outputs != 1 else ''})"))
-    console.print(f"run folder: {run_dir}", markup=False, highlight=False)
-    console.print(f"device: {job.device}  train/val/test: {len(job.data.train)}/"
-                  f"{len(job.data.val)}/{len(job.data.test)}"
-                  + (f"  resuming after epoch {job.state.epoch}" if resume else ""),
-                  markup=False, highlight=False)
+    outputs = f"{info.num_outputs} output{'s' if info.num_outputs != 1 else ''}"
+    print_start(console, job.model,
+                f"{config.model.name} on {info.name} ({info.task}, input {tuple(info.input_shape)}, "
+                f"{outputs})",
+                [f"run folder: {run_dir}",
+                 f"device: {job.device}  train/val/test: {len(job.data.train):,}/"
+                 f"{len(job.data.val):,}/{len(job.data.test):,}"
+                 + (f"  resuming after epoch {job.state.epoch}" if resume else "")],
+                config.trainer.progress)
 
     writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job), write=main)
     # metrics.csv, TensorBoard, ...: started from the checkpoint's history, which drops the
@@ -272,15 +333,20 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
         summary = summarize(job, run_dir, status, time.perf_counter() - start, n_params)
         if main:
             runs.write_json(run_dir / runs.SUMMARY, summary)
-            plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}")
+            plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}",
+                        best_epoch=job.state.best_epoch, monitor=job.monitor)
             loggers.finish(status, [run_dir / runs.SUMMARY, run_dir / CURVES])
         return summary
 
     status = "completed"
     # a signal after the last step waits for the summary: a finished run always gets one.
     # torch.compile compiles lazily, in the steps and evaluations: a failure is one line
+    batch_size = config.trainer.batch_size
     with StopOnSignal() as stop, job.fast.clock, \
-            compile_failures_as_user_errors(config.model.name, config.trainer.compile):
+            compile_failures_as_user_errors(config.model.name, config.trainer.compile), \
+            allocating(f"in a training step (a batch of {batch_size} samples)",
+                       f"trainer.batch_size={batch_size} or the model's size "
+                       f"({model_size(config)})", job.device):
         try:
             fit(job, hooks, AgreedStop(stop, dist))
         except TrainingDiverged as e:
@@ -299,7 +365,7 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
         if job.state.stop_reason and status == "completed":
             status = "early_stopped"
         summary = finish(status)
-    console.print(results_table(summary))
+    print_end(console, run_dir, summary, config.trainer.progress)
     return summary
 
 
