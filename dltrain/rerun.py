@@ -81,34 +81,12 @@ def saved_config(root: Path) -> Dict[str, Any]:
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     except yaml.YAMLError as e:  # read with yaml's safe loader: a tag never constructs anything
-        raise UserError(yaml_problem(path, e)) from None
+        raise UserError(runs.yaml_problem(path, e)) from None
     except (OmegaConfBaseException, OSError, ValueError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{root / SAVED_CONFIG} does not hold a config mapping")
     return raw
-
-
-def yaml_problem(path: Path, error: Exception) -> str:
-    """One line for a saved config that yaml refused, naming the file and line: a tag such as
-    ``!!python/object/apply:os.system`` (a crafted or tampered file) is not plain YAML."""
-    import yaml
-
-    mark = getattr(error, "problem_mark", None)
-    if mark is None:
-        return f"{path}: not valid YAML ({str(error).splitlines()[0]})"
-    where = f"{path}, line {mark.line + 1}"
-    if isinstance(error, yaml.constructor.ConstructorError):
-        # the mark points at the tag the safe loader has no constructor for
-        try:
-            line = path.read_text(errors="replace").splitlines()[mark.line]
-            tag = (line[mark.column:].split() or ["a tag"])[0]
-        except (OSError, IndexError):
-            tag = "a tag"
-        return (f"{where}: not plain YAML: {tag} asks for a Python object; dltrain reads a "
-                "saved config as plain data and runs nothing from it (restore the file, or "
-                "start a new run)")
-    return f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})"
 
 
 def apply_overrides(raw: Dict[str, Any], overrides: List[str]) -> schema.TrainConfig:

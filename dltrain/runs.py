@@ -106,9 +106,33 @@ def read_record(root: Path) -> Dict[str, Any]:
         return {}
     try:
         record = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise UserError(yaml_problem(path, e)) from None
     return record if isinstance(record, dict) else {}
+
+
+def yaml_problem(path: Path, error: Exception) -> str:
+    """One line for a saved config that yaml refused, naming the file and line: a tag such as
+    ``!!python/object/apply:os.system`` (a crafted or tampered file) is not plain YAML."""
+    import yaml
+
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML ({str(error).splitlines()[0]})"
+    where = f"{path}, line {mark.line + 1}"
+    if isinstance(error, yaml.constructor.ConstructorError):
+        # the mark points at the tag the safe loader has no constructor for
+        try:
+            line = path.read_text(errors="replace").splitlines()[mark.line]
+            tag = (line[mark.column:].split() or ["a tag"])[0]
+        except (OSError, IndexError):
+            tag = "a tag"
+        return (f"{where}: not plain YAML: {tag} asks for a Python object; dltrain reads a "
+                "saved config as plain data and runs nothing from it (restore the file, or "
+                "start a new run)")
+    return f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})"
 
 
 def save_config(root: Path, config_dict: Mapping[str, Any]) -> None:

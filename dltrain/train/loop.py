@@ -252,7 +252,8 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
         improved = state.update_best(row[job.monitor], job.mode, trainer.early_stopping.min_delta)
         patience = trainer.early_stopping.patience
         if patience is not None and state.bad_epochs >= patience:
-            state.stop_reason = f"early stopping: no {job.monitor} improvement in {patience} epochs"
+            state.stop_reason = (f"early stopping: no {job.monitor} improvement in {patience} "
+                                 f"epoch{'' if patience == 1 else 's'}")
         for cb in callbacks:
             cb.on_epoch_end(job, row, improved)
     return state

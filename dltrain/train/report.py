@@ -111,7 +111,8 @@ def summary_line(run_dir: Path, summary: Dict[str, Any]) -> str:
     if monitor and summary.get(f"best_{monitor}") is not None:
         parts.append(f"best_{monitor} {format_value(summary[f'best_{monitor}'], monitor)} "
                      f"(epoch {summary.get('best_epoch')})")
-    head = f"{status} after {summary.get('epochs_completed', 0)} epochs"
+    epochs = summary.get("epochs_completed", 0)
+    head = f"{status} after {epochs} epoch{'' if epochs == 1 else 's'}"
     if summary.get("reason") and status == "failed":  # an early stop says so in its status
         head += f" ({summary['reason']})"
     return f"{head}: {'  '.join(parts) or 'no results'}  {_shown(run_dir)}"

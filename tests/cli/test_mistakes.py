@@ -279,3 +279,14 @@ def test_many_tiny_classes_explain_an_empty_split(tmp_path):
     message = data_error(SyntheticDataConfig(name="synthetic", num_samples=10, num_classes=10))
     assert "the val split is empty (train/val/test 10/0/0)" in message
     assert "each of the 10 classes" in message and "needs 4 or more samples" in message
+
+
+def test_a_damaged_run_record_is_one_line_naming_its_line(tmp_path):
+    """run.yaml that is not valid YAML: the file and line, not yaml's multi-line report."""
+    from dltrain import runs
+
+    (tmp_path / runs.RECORD).write_text("seed: 0\ncommand: [unclosed\n")
+    with pytest.raises(UserError) as e:
+        runs.read_record(tmp_path)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / runs.RECORD}, line ")
