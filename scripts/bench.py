@@ -4,12 +4,14 @@ PyTorch Lightning, plus startup times and peak memory.
     python scripts/bench.py                          # everything, 3 repetitions (many minutes)
     python scripts/bench.py --quick                  # small sizes, 1 repetition: a smoke run
     python scripts/bench.py --workloads tiny,mlp --approaches lean,dltrain --json out.json
+    python scripts/bench.py --parts ddp              # 1 process x 2 threads vs 2 x 1 (torchrun)
 
 Each trial (one workload, one approach) runs in a fresh process (``--trial``, internal);
 approaches are interleaved and their order rotates from one repetition to the next. The table
 gives the median samples/s with the min–max spread, and the ratio to the lean loop (b). How
 each approach is timed: :mod:`bench.trial`; the startup and memory commands:
-:mod:`bench.startup`. docs/benchmarks.md holds a measured run.
+:mod:`bench.startup`; data-parallel training on the CPU: :mod:`bench.ddp`. docs/benchmarks.md
+holds a measured run.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from bench import hotspots, report, startup
+from bench import ddp, hotspots, report, startup
 from bench.workloads import WORKLOADS, Workload
 
 APPROACHES = ("dataloader", "lean", "lightning", "dltrain")
-PARTS = ("speed", "startup")
+PARTS = ("speed", "startup", "ddp")
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -42,15 +44,18 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--approaches", default=",".join(APPROACHES),
                    help=f"comma-separated, from {', '.join(APPROACHES)} (default: all)")
     p.add_argument("--parts", default=",".join(PARTS),
-                   help="speed (the workloads), startup (commands and peak memory); default both")
+                   help="speed (the workloads), startup (commands and peak memory), ddp (the "
+                        "cnn workload as 1 process x N threads against N processes x 1 thread "
+                        "under torchrun, N = --threads); default all")
     p.add_argument("--repeat", type=int, help="repetitions of each trial (default 3, quick 1)")
     p.add_argument("--startup-repeat", type=int,
                    help="repetitions of each startup command (default 5, quick 2)")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="torch threads in every trial (dltrain's trainer.threads; default: the "
-                        "cores this process may use)")
+                        "cores this process may use); the ddp part's N")
     p.add_argument("--device", default="cpu",
-                   help="trainer.device of every trial (default cpu; not yet run on a GPU)")
+                   help="trainer.device of every speed trial (default cpu; not yet run on a GPU); "
+                        "the ddp part always runs on the CPU")
     p.add_argument("--progress", default="rich", choices=("rich", "plain", "none"),
                    help="dltrain's trainer.progress (default rich: what a terminal shows)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds a trial may take")
@@ -167,7 +172,8 @@ def measure_speed(args: argparse.Namespace, tmp: Path) -> List[Dict[str, Any]]:
 
 
 def markdown(info: Dict[str, Any], args: argparse.Namespace, speed: Dict[str, Any],
-             startup_summary: Dict[str, Any], found: List[Dict[str, Any]]) -> str:
+             startup_summary: Dict[str, Any], found: List[Dict[str, Any]],
+             data_parallel: Dict[str, Any]) -> str:
     titles = {w: f"{w}: {WORKLOADS[w].title}" for w in WORKLOADS}
     out = [f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable); "
            f"Python {info['python']}, torch {info['torch']}, lightning {info['lightning']}",
@@ -190,7 +196,13 @@ def markdown(info: Dict[str, Any], args: argparse.Namespace, speed: Dict[str, An
     if startup_summary:
         out += ["", f"Whole commands, {args.startup_repeat} runs each (median)", "",
                 report.startup_table(startup_summary)]
-    out += ["", "Targets", "", report.targets_list(found)]
+    if data_parallel:
+        n = args.threads
+        out += ["", f"Data-parallel on the CPU, the {ddp.WORKLOAD} workload: 1 process x {n} "
+                f"threads against {n} processes x 1 thread (and 1 x 1); training samples/s, "
+                f"median (min–max) of {args.repeat} repetition(s)", "", ddp.table(data_parallel)]
+    if found:
+        out += ["", "Targets", "", report.targets_list(found)]
     return "\n".join(out)
 
 
@@ -239,11 +251,14 @@ def main(argv: List[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="dltrain-bench-"))
     trials: List[Dict[str, Any]] = []
     startup_records: Dict[str, Any] = {}
+    data_parallel: Dict[str, Any] = {}
     try:
         if "speed" in args.parts:
             trials = measure_speed(args, tmp)
         if "startup" in args.parts:
             startup_records = startup.measure_startup(tmp / "startup", args.startup_repeat, log)
+        if "ddp" in args.parts:
+            data_parallel = ddp.measure(args, tmp / "ddp", log)
     finally:
         if args.keep:
             log(f"trial folders kept in {tmp}")
@@ -254,7 +269,7 @@ def main(argv: List[str]) -> int:
     speed = report.summarize_speed(trials, args.approaches, args.workloads) if trials else {}
     startup_summary = report.summarize_startup(startup_records) if startup_records else {}
     found = report.targets(speed, startup_summary)
-    text = markdown(info, args, speed, startup_summary, found)
+    text = markdown(info, args, speed, startup_summary, found, data_parallel)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
@@ -263,7 +278,8 @@ def main(argv: List[str]) -> int:
             {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v
                                        for k, v in vars(args).items()},
              "speed": speed, "startup": startup_summary, "targets": found,
-             "trials": trials, "startup_runs": startup_records}, indent=1, default=str))
+             "trials": trials, "startup_runs": startup_records, "ddp": data_parallel},
+            indent=1, default=str))
     return 0
 
 
