@@ -109,34 +109,31 @@ def test_sequences_are_read_as_they_are(tmp_path, case, generate):
     assert_splits_are_scaled_raw(data, x, y, cfg, stratify=False)
 
 
-def test_csv_classification(tmp_path):
-    cfg, data = loaded("csv", tmp_path)
+@pytest.mark.parametrize("case, target, columns", [
+    ("csv", "label", [{"name": "height", "categories": None},
+                      {"name": "colour", "categories": ["blue", "green", "red"]},
+                      {"name": "weight", "categories": None}]),
+    ("csv_regression", "price", [{"name": "a", "categories": None},
+                                 {"name": "kind", "categories": ["x", "y", "z"]}]),
+])
+def test_csv_records_its_columns_and_scale(tmp_path, case, target, columns):
+    cfg, data = loaded(case, tmp_path)
     assert_versioned(data)
-    assert data.info.preprocess["table"] == {
-        "columns": [{"name": "height", "categories": None},
-                    {"name": "colour", "categories": ["blue", "green", "red"]},
-                    {"name": "weight", "categories": None}],
-        "target": "label"}
+    assert data.info.preprocess["table"] == {"columns": columns, "target": target}
     scale = data.info.preprocess["scale"]
-    assert scale["mean"][1:4] == [0.0, 0.0, 0.0] and scale["std"][1:4] == [1.0, 1.0, 1.0], \
-        "one-hot columns are not standardized"
+    one_hot = [i for i, c in enumerate(columns) if c["categories"]]
+    first = one_hot[0]
+    width = len(columns[first]["categories"])
+    assert scale["mean"][first:first + width] == [0.0] * width, "one-hot columns are not standardized"
+    assert scale["std"][first:first + width] == [1.0] * width
     table = read_table(Path(cfg.path))
-    x, _, _ = features(table, "label")
-    y, _ = classes(next(c for c in table.columns if c.name == "label"))
-    assert_splits_are_scaled_raw(data, x, y, cfg, stratify=True)
-
-
-def test_csv_regression(tmp_path):
-    cfg, data = loaded("csv_regression", tmp_path)
-    assert_versioned(data)
-    assert data.info.preprocess["table"] == {
-        "columns": [{"name": "a", "categories": None},
-                    {"name": "kind", "categories": ["x", "y", "z"]}],
-        "target": "price"}
-    table = read_table(Path(cfg.path))
-    x, _, _ = features(table, "price")
-    y = np.array([float(v) for v in table.columns[2].values], dtype=np.float32)[:, None]
-    assert_splits_are_scaled_raw(data, x, y, cfg, stratify=False)
+    x, _, _ = features(table, target)
+    column = next(c for c in table.columns if c.name == target)
+    if data.info.task == "classification":
+        y, _ = classes(column)
+    else:
+        y = np.array([float(v) for v in column.values], dtype=np.float32)[:, None]
+    assert_splits_are_scaled_raw(data, x, y, cfg, stratify=data.info.task == "classification")
 
 
 def test_npz(tmp_path):

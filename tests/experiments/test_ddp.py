@@ -165,7 +165,7 @@ def test_srun_environment_starts_a_ddp_job(pair, tmp_path):
 
 
 STREAMED = ["model=cnn", "data=image_folder", "data.image_size=8", "data.max_memory_mb=0",
-            "data.num_workers=0", "trainer.batch_size=4", "trainer.epochs=3", "trainer.progress=plain",
+            "data.num_workers=0", "trainer.batch_size=4", "trainer.epochs=2", "trainer.progress=plain",
             "trainer.device=cpu", "regularization.dropout=0.2"]
 
 
