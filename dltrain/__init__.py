@@ -1,6 +1,6 @@
 """dltrain: a config-driven deep-learning trainer (Hydra YAML in, trained PyTorch model out)."""
 
-__version__ = "0.1.0"
+from dltrain.version import __version__
 
 __all__ = ["load_run", "__version__"]
 

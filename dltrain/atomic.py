@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, IO, Optional
+from typing import IO, Callable, Optional
 
 from dltrain.errors import UserError
 

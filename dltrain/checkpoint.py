@@ -10,13 +10,13 @@ from typing import Any, Dict, List
 
 import torch
 
-import dltrain
 from dltrain.atomic import atomic_write
 from dltrain.errors import UserError
+from dltrain.version import __version__
 
 
 def versions() -> Dict[str, str]:
-    return {"dltrain": dltrain.__version__, "torch": str(torch.__version__),
+    return {"dltrain": __version__, "torch": str(torch.__version__),
             "python": platform.python_version()}
 
 

@@ -11,8 +11,15 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from dltrain import completion, launch, schema
-from dltrain.commands import (cmd_check, cmd_eval, cmd_export, cmd_predict, cmd_replay,
-                              cmd_resume, cmd_summary)
+from dltrain.commands import (
+    cmd_check,
+    cmd_eval,
+    cmd_export,
+    cmd_predict,
+    cmd_replay,
+    cmd_resume,
+    cmd_summary,
+)
 from dltrain.console import console, err_console, report
 from dltrain.errors import UserError
 from dltrain.launch import config_dir
@@ -80,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if argv and argv[0] in ("-h", "--help", "help"):
         sys.exit(print_help())
     if argv and argv[0] in ("-V", "--version"):
-        from dltrain import __version__
+        from dltrain.version import __version__
 
         console.print(f"dltrain {__version__}", markup=False)
         sys.exit(0)

@@ -49,8 +49,14 @@ def cmd_replay(argv: List[str]) -> int:
                              "is a new experiment)")
     _allow_data_change(parser)
     args = _parse(parser, argv, "run")
-    from dltrain.rerun import (SAVED_CONFIG, apply_overrides, check_data, recorded_changes,
-                               run_folder, saved_config)
+    from dltrain.rerun import (
+        SAVED_CONFIG,
+        apply_overrides,
+        check_data,
+        recorded_changes,
+        run_folder,
+        saved_config,
+    )
 
     root = run_folder(args.run)
     config = apply_overrides(saved_config(root), args.overrides)  # fail here, before a folder exists

@@ -18,12 +18,11 @@ from rich.table import Table
 
 from dltrain import runs, schema
 from dltrain.checkpoint import load_checkpoint
+from dltrain.data.base import DataSplits
 from dltrain.data.batching import iterate
 from dltrain.errors import UserError
 from dltrain.rerun import check_data
-from dltrain.data.base import DataSplits
 from dltrain.train.loop import evaluate
-
 
 
 def eval_file(split: str) -> str:

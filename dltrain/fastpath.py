@@ -13,7 +13,12 @@ from typing import Any, Dict, Iterator, Optional
 import torch
 from torch import nn
 
-from dltrain.device import Performance, Precision, optimizer_kernels, performance_settings
+from dltrain.device import (
+    Performance,
+    Precision,
+    optimizer_kernels,
+    performance_settings,
+)
 from dltrain.errors import UserError
 
 

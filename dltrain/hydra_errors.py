@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from omegaconf import BooleanNode, DictConfig, FloatNode, IntegerNode, ListConfig
-from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException,
-                              ValidationError)
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    OmegaConfBaseException,
+    ValidationError,
+)
 
 from dltrain import schema
 from dltrain.registry import did_you_mean, unknown_name

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import runs, schema
-from dltrain.console import console, console_for_job, err_console, report
+from dltrain.console import console_for_job, err_console, report
 from dltrain.errors import UserError
 from dltrain.hydra_errors import clean_hydra_error, top_level_keys
 from dltrain.registry import unknown_name
@@ -88,7 +88,9 @@ def train_task(cfg: DictConfig) -> Optional[float]:
     sweeping = HydraConfig.get().mode.name == "MULTIRUN"
     try:
         config = schema.load_config(cfg)
-        from dltrain.train.loop import TrainingInterrupted  # torch is imported here, not before
+        from dltrain.train.loop import (
+            TrainingInterrupted,  # torch is imported here, not before
+        )
         from dltrain.train.run import run_training
 
         try:

@@ -176,7 +176,9 @@ def _hydra_context(sweep_dir: Path) -> Iterator[Any]:
     runs a job: its config from the sweep's record plus the job's overrides, its folder from
     hydra.sweep.dir and subdir, its .hydra/ record, and dltrain's task function."""
     from hydra import initialize_config_dir
-    from hydra._internal.callbacks import Callbacks  # what Hydra's own launchers are handed
+    from hydra._internal.callbacks import (
+        Callbacks,  # what Hydra's own launchers are handed
+    )
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from hydra.types import HydraContext

@@ -445,7 +445,9 @@ except ImportError:  # pragma: no cover - hydra is a dependency
 
 class SweepSummaryCallback(_HydraCallback):
     def on_multirun_end(self, config, **kwargs: Any) -> None:
-        from dltrain.console import console  # here: summarize_sweep takes a console of its own
+        from dltrain.console import (
+            console,  # here: summarize_sweep takes a console of its own
+        )
 
         try:
             summarize_sweep(Path(config.hydra.sweep.dir), console)

@@ -97,12 +97,12 @@ def make_stamp(trained: TrainedModel) -> Dict[str, Any]:
 
     import torch
 
-    import dltrain
     from dltrain.fingerprint import file_sha256
+    from dltrain.version import __version__
 
     info = trained.info
     return {
-        "dltrain": dltrain.__version__,
+        "dltrain": __version__,
         "torch": str(torch.__version__),
         "exported": datetime.datetime.now().isoformat(timespec="seconds"),
         "checkpoint": str(trained.checkpoint.resolve()),

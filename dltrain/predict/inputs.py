@@ -31,12 +31,29 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 
 from dltrain.data.base import DataInfo
-from dltrain.data.csv_file import check_header, csv_rows, is_missing, missing_value, number
+from dltrain.data.csv_file import (
+    check_header,
+    csv_rows,
+    is_missing,
+    missing_value,
+    number,
+)
 from dltrain.errors import UserError
 
 # suffixes read as images (those torchvision's ImageFolder reads, and .gif)

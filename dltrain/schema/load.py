@@ -13,14 +13,22 @@ import os
 from typing import Any, Dict, List, Mapping
 
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import (
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
 from dltrain.errors import UserError
 from dltrain.registry import unknown_name
 from dltrain.schema.base import GROUPS
 from dltrain.schema.rules import validate
-from dltrain.schema.trainer import (EarlyStoppingConfig, RegularizationConfig, TrainConfig,
-                                    TrainerConfig)
+from dltrain.schema.trainer import (
+    EarlyStoppingConfig,
+    RegularizationConfig,
+    TrainConfig,
+    TrainerConfig,
+)
 
 # groups a saved config may leave out (older run folders, hand-written YAML), and their default
 _OPTIONAL_GROUPS = {"loss": "auto", "sched": "none"}

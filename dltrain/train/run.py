@@ -17,32 +17,64 @@ import torch
 from rich.console import Console
 
 from dltrain import distributed, runs
+from dltrain.atomic import DiskFull
 from dltrain.checkpoint import load_checkpoint, versions
+from dltrain.console import err_console
 from dltrain.data import load_data
 from dltrain.data.batching import num_batches
+from dltrain.device import (
+    Precision,
+    apply_performance,
+    performance_settings,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+    step_flops,
+    wants_determinism,
+)
 from dltrain.distributed import Dist
-from dltrain.device import (Precision, apply_performance, performance_settings, resolve_device,
-                            rng_state, seed_everything, set_rng_state, set_threads,
-                            step_flops, wants_determinism)
-from dltrain.fastpath import (CompileClock, FastPath, compile_failures_as_user_errors,
-                              compile_model)
-from dltrain.atomic import DiskFull
 from dltrain.errors import UserError
+from dltrain.fastpath import (
+    CompileClock,
+    FastPath,
+    compile_failures_as_user_errors,
+    compile_model,
+)
 from dltrain.fingerprint import fingerprint
-from dltrain.console import err_console
 from dltrain.loggers import build_loggers, console_log
 from dltrain.losses import build_eval_loss, build_loss
 from dltrain.memory import allocating, check_model_fits
 from dltrain.models import build_model
-from dltrain.optim import (Schedule, build_optimizer, build_schedule, retune_schedule,
-                           set_hyperparameters, split_decay)
+from dltrain.optim import (
+    Schedule,
+    build_optimizer,
+    build_schedule,
+    retune_schedule,
+    set_hyperparameters,
+    split_decay,
+)
 from dltrain.plots import plot_curves
-from dltrain.schema import (TrainConfig, fields_of, load_config, resolve_monitor, resolve_paths,
-                            to_dict)
+from dltrain.schema import (
+    TrainConfig,
+    fields_of,
+    load_config,
+    resolve_monitor,
+    resolve_paths,
+    to_dict,
+)
 from dltrain.train.callbacks import CheckpointWriter, LoggerFanOut
 from dltrain.train.interrupt import AgreedStop, StopOnSignal
-from dltrain.train.loop import (Callback, Job, TrainingDiverged, TrainingInterrupted, evaluate,
-                                fit, min_last_batch)
+from dltrain.train.loop import (
+    Callback,
+    Job,
+    TrainingDiverged,
+    TrainingInterrupted,
+    evaluate,
+    fit,
+    min_last_batch,
+)
 from dltrain.train.progress import make_progress
 from dltrain.train.report import count_parameters, print_end, print_start
 

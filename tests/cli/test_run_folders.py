@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import (TRAIN_TIMEOUT_S, cli_env, describe, dltrain_cmd, read_csv, read_json,
-                      run_dltrain)
+from .helpers import (
+    TRAIN_TIMEOUT_S,
+    cli_env,
+    describe,
+    dltrain_cmd,
+    read_csv,
+    read_json,
+    run_dltrain,
+)
 
 pytestmark = pytest.mark.slow
 

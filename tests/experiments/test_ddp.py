@@ -76,7 +76,7 @@ def pair(tmp_path_factory):
     # strategy=ddp stated: its resume in one process (below) must still be allowed
     ddp = run(torchrun("-m", "dltrain", *RUN, f"trainer.epochs={EPOCHS}", "trainer.strategy=ddp"),
               root / "ddp", timeout=None)
-    single = assert_ok(dltrain([*RUN, f"trainer.epochs={EPOCHS}", f"hydra.run.dir={one}"], root))
+    assert_ok(dltrain([*RUN, f"trainer.epochs={EPOCHS}", f"hydra.run.dir={one}"], root))
     assert_ok(finish(ddp))
     folders = new_run_folders(root / "ddp")
     assert len(folders) == 1, folders  # one folder for both processes

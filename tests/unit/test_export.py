@@ -24,7 +24,7 @@ from rich.console import Console
 from dltrain.data import preprocess
 from dltrain.errors import UserError
 from dltrain.export import card, check, onnx_format, pt2, weights
-from dltrain.export.command import FORMATS, make_stamp, run_export
+from dltrain.export.command import make_stamp, run_export
 from dltrain.export.staging import staged
 from dltrain.models import build_model
 from dltrain.predict.model import load_run
