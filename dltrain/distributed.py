@@ -111,10 +111,10 @@ def agreed_run_dir(launch: Launch, proposed: str, *, resume: bool) -> str:
     return str(folder[0])
 
 
-def forget(launch: Launch) -> None:
+def forget(launch: Optional[Launch]) -> None:
     """A job that ended (not one interrupted or crashed, which its launcher may restart) needs
-    its folder no more."""
-    if launch.is_main:
+    its folder no more. Nothing for a process on its own (``None``)."""
+    if launch is not None and launch.is_main:
         (LAUNCHES / launch.key).unlink(missing_ok=True)
 
 

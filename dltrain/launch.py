@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain import runs, schema
+from dltrain import distributed, runs, schema
 from dltrain.console import console_for_job, err_console, report
 from dltrain.errors import UserError
 from dltrain.hydra_errors import clean_hydra_error, top_level_keys
@@ -119,7 +119,7 @@ def train_task(cfg: DictConfig) -> Optional[float]:
         if not sweeping:
             raise
         summary = _record_failure(run_dir, f"{type(e).__name__}: {e}")
-    _forget_launch()
+    distributed.forget(distributed.detect())
     if summary["status"] == "failed":
         report(UserError(f"training failed: {summary.get('reason')}"))
         if not sweeping:
@@ -131,21 +131,11 @@ def train_task(cfg: DictConfig) -> Optional[float]:
 def _restart_event(run_dir: Path, config: schema.TrainConfig) -> Optional[Dict[str, int]]:
     """The resume of a job that its launcher restarted (torchrun --max-restarts, a SLURM
     requeue), when trainer.resume=auto and the run folder holds a last.pt; else None."""
-    from dltrain import distributed
-
     launch = distributed.detect()
     if (launch is None or not launch.restart or config.trainer.resume != "auto"
             or not (run_dir / runs.CHECKPOINTS / runs.LAST).is_file()):
         return None
     return {"restart": launch.restart}
-
-
-def _forget_launch() -> None:
-    from dltrain import distributed
-
-    launch = distributed.detect()
-    if launch is not None:
-        distributed.forget(launch)
 
 
 def _record_failure(run_dir: Path, reason: str) -> Dict[str, str]:
@@ -414,8 +404,6 @@ def writes_folders(args: Optional[Any]) -> bool:
 # ---------------------------------------------------------------------------------------------
 # a job of several processes (torchrun, srun): one run folder
 def restarting() -> bool:
-    from dltrain import distributed
-
     launch = distributed.detect()
     return launch is not None and launch.restart > 0
 
@@ -423,8 +411,6 @@ def restarting() -> bool:
 def quiet_rank() -> bool:
     """Whether this process is one of a launch's others: its mistakes in the command line are
     rank 0's too, and rank 0 says them once."""
-    from dltrain import distributed
-
     launch = distributed.detect()
     return launch is not None and not launch.is_main
 
@@ -433,8 +419,6 @@ def one_folder(config: schema.TrainConfig, argv: List[str]) -> List[str]:
     """The overrides that put every process of a DDP job in rank 0's run folder, with Hydra's
     record written by rank 0 only (each process would otherwise name its own folder from its
     own clock); none for a process on its own."""
-    from dltrain import distributed
-
     launch = distributed.detect()
     if not distributed.check_strategy(config.trainer.strategy, launch):
         return []

@@ -100,6 +100,15 @@ class MetricSums:
             else:
                 setattr(self, key, value.to(getattr(self, key).device))
 
+    def _folded(self) -> "MetricSums":
+        """A copy with the kept batches folded into its sums: reading the metrics this way never
+        moves the flush points of the original."""
+        sums = object.__new__(MetricSums)
+        sums.__dict__.update(self.__dict__)
+        self._fold(sums)
+        sums.pending = {"loss": [], "out": [], "y": []}
+        return sums
+
     def _sums(self) -> List[str]:
         return ["loss", "correct"] if self.classification else ["loss", "abs_err", "sq_err", "y_sum", "y_sq"]
 
@@ -115,10 +124,7 @@ class MetricSums:
     def gathered(self, dist: "Dist") -> Dict[str, object]:
         """:meth:`state_dict` of the sums of every process (a collective), for rank 0's
         checkpoint inside an epoch; a resumed epoch loads them into rank 0 only."""
-        sums = object.__new__(MetricSums)
-        sums.__dict__.update(self.__dict__)
-        self._fold(sums)
-        sums.pending = {"loss": [], "out": [], "y": []}
+        sums = self._folded()
         sums._reduce(dist)
         return sums.state_dict()
 
@@ -129,10 +135,7 @@ class MetricSums:
     def compute(self, prefix: str, dist: Optional["Dist"] = None) -> Dict[str, float]:
         """The metrics of the batches added so far; with a distributed ``dist``, of the batches
         every process added (a collective: all processes call it)."""
-        # fold the kept batches into a copy: reading the metrics never moves the flush points
-        sums = object.__new__(MetricSums)
-        sums.__dict__.update(self.__dict__)
-        self._fold(sums)
+        sums = self._folded()
         if dist is not None and dist.distributed:
             sums._reduce(dist)
         n = max(sums.n, 1)
