@@ -119,14 +119,9 @@ def retune_schedule(schedule: "Schedule", cfg: SchedConfig, optimizer: torch.opt
             group["lr"] = lr
             group.pop("initial_lr", None)  # torch's schedulers keep a base lr they set once
         schedule = build()
-        position = steps_done if schedule.interval == "step" else epochs_done
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": by design
-            warnings.simplefilter("ignore")
-            for _ in range(position):
-                schedule.scheduler.step()
+        schedule.fast_forward(steps_done, epochs_done)
         return schedule
-    for group in optimizer.param_groups:
-        group["lr"] *= lr / old_lr
+    schedule.rescale(lr / old_lr)
     if isinstance(cfg, PlateauSchedConfig):
         sched = schedule.scheduler
         sched.factor, sched.patience = cfg.factor, cfg.patience
@@ -135,60 +130,133 @@ def retune_schedule(schedule: "Schedule", cfg: SchedConfig, optimizer: torch.opt
 
 
 class Schedule:
-    """A learning-rate schedule and when it steps: after every batch, every epoch, or on a metric."""
+    """A learning-rate schedule and when it steps (after every optimizer step, every epoch, or
+    on a metric), times a linear warmup over the first ``warmup_steps`` optimizer steps.
 
-    def __init__(self, scheduler: Optional[Any], interval: str) -> None:
+    The warmup multiplies whatever lr the schedule gives. torch's schedulers compute each lr
+    from the group's current one, so the schedule's own lr (``base``) is put back into the
+    groups before it steps and multiplied by the warmup factor after.
+    """
+
+    def __init__(self, scheduler: Optional[Any], interval: str, optimizer: torch.optim.Optimizer,
+                 warmup_steps: int = 0, start_factor: float = 0.0) -> None:
         self.scheduler = scheduler
-        self.interval = interval  # step | epoch | metric
+        self.interval = interval  # step | epoch | metric | none
+        self.optimizer = optimizer
+        self.warmup_steps = warmup_steps
+        self.start_factor = start_factor
+        self.steps = 0  # optimizer steps taken
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self._warm()
+
+    def factor(self, steps: int) -> float:
+        """The warmup's factor for the optimizer step after ``steps`` steps: start_factor at
+        the first, 1 from step ``warmup_steps`` on."""
+        if steps >= self.warmup_steps:
+            return 1.0
+        return self.start_factor + (1 - self.start_factor) * steps / self.warmup_steps
+
+    def _warm(self) -> None:
+        if self.steps <= self.warmup_steps:  # at == the groups get the schedule's lr back
+            for group, base in zip(self.optimizer.param_groups, self.base):
+                group["lr"] = base * self.factor(self.steps)
+
+    def _step_scheduler(self, *args: float) -> None:
+        if self.warmup_steps and self.steps <= self.warmup_steps:
+            for group, base in zip(self.optimizer.param_groups, self.base):
+                group["lr"] = base
+        self.scheduler.step(*args)
+        self.base = [group["lr"] for group in self.optimizer.param_groups]
 
     def after_step(self) -> None:
+        self.steps += 1
         if self.interval == "step":
-            self.scheduler.step()
+            self._step_scheduler()
+        self._warm()
 
     def after_epoch(self, metric: float) -> None:
         if self.interval == "epoch":
-            self.scheduler.step()
+            self._step_scheduler()
         elif self.interval == "metric":
-            self.scheduler.step(metric)
+            self._step_scheduler(metric)
+        else:
+            return
+        self._warm()
+
+    def fast_forward(self, steps: int, epochs: int) -> None:
+        """Put a new schedule where a run is after ``steps`` optimizer steps and ``epochs``
+        epochs (a resume that changed the schedule's settings)."""
+        position = steps if self.interval == "step" else epochs
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": by design
+            warnings.simplefilter("ignore")
+            for _ in range(position if self.scheduler is not None else 0):
+                self._step_scheduler()
+        self.steps = steps
+        self._warm()
+
+    def rescale(self, ratio: float) -> None:
+        """Multiply the lr by ``ratio`` from here on (a schedule without a position)."""
+        self.base = [base * ratio for base in self.base]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= ratio
 
     def state_dict(self) -> dict:
-        return self.scheduler.state_dict() if self.scheduler is not None else {}
+        state = dict(self.scheduler.state_dict()) if self.scheduler is not None else {}
+        state[WARMUP_KEY] = {"steps": self.steps, "base": list(self.base),
+                             "interval": self.interval}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        own = state.pop(WARMUP_KEY, None)
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state)
+        if own is None:  # a checkpoint from before the warmup: no warmup, and its cosine
+            # annealed once per epoch (its saved T_max counts epochs)
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                self.interval = "epoch"
+            self.base = [group["lr"] for group in self.optimizer.param_groups]
+            return
+        self.steps, self.base, self.interval = own["steps"], list(own["base"]), own["interval"]
+
+
+WARMUP_KEY = "dltrain_schedule"  # a Schedule's own state, beside its torch scheduler's
 
 
 SCHEDULES: Registry = Registry("schedule")
 
 
+# each builder returns (torch's scheduler or None, when it steps)
 @SCHEDULES.register("none")
-def _none(optimizer, **_) -> Schedule:
-    return Schedule(None, "none")
+def _none(optimizer, **_) -> tuple:
+    return None, "none"
 
 
 @SCHEDULES.register("step")
-def _step(optimizer, *, step_size: int, gamma: float, **_) -> Schedule:
-    return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma), "epoch")
+def _step(optimizer, *, step_size: int, gamma: float, **_) -> tuple:
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma), "epoch"
 
 
 @SCHEDULES.register("cosine")
-def _cosine(optimizer, *, epochs: int, eta_min: float, **_) -> Schedule:
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=eta_min)
-    return Schedule(sched, "epoch")
+def _cosine(optimizer, *, epochs: int, steps_per_epoch: int, eta_min: float, **_) -> tuple:
+    # annealed every optimizer step: an epoch-wise staircase would hold each lr for a whole
+    # epoch, and make a short run's last epoch train at eta_min
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(epochs * steps_per_epoch, 1), eta_min=eta_min)
+    return sched, "step"
 
 
 @SCHEDULES.register("plateau")
-def _plateau(optimizer, *, mode: str, factor: float, patience: int, min_lr: float, **_) -> Schedule:
+def _plateau(optimizer, *, mode: str, factor: float, patience: int, min_lr: float, **_) -> tuple:
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
     )
-    return Schedule(sched, "metric")
+    return sched, "metric"
 
 
 @SCHEDULES.register("onecycle")
 def _onecycle(optimizer, *, epochs: int, steps_per_epoch: int, base_lr: float,
-              max_lr: Optional[float], pct_start: float, cycle_momentum: bool, **_) -> Schedule:
+              max_lr: Optional[float], pct_start: float, cycle_momentum: bool, **_) -> tuple:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lr or base_lr,
@@ -197,12 +265,18 @@ def _onecycle(optimizer, *, epochs: int, steps_per_epoch: int, base_lr: float,
         pct_start=pct_start,
         cycle_momentum=cycle_momentum,
     )
-    return Schedule(sched, "step")
+    return sched, "step"
 
 
 def build_schedule(cfg: SchedConfig, optimizer: torch.optim.Optimizer, *, epochs: int,
                    steps_per_epoch: int, base_lr: float, mode: str) -> Schedule:
-    return SCHEDULES.get(cfg.name)(
+    """``steps_per_epoch`` counts optimizer steps (batches / trainer.accumulate)."""
+    options = fields_of(cfg)
+    warmup = options.pop("warmup_steps") or options.pop("warmup_epochs") * steps_per_epoch
+    options.pop("warmup_epochs", None)
+    start_factor = options.pop("warmup_start_factor")
+    scheduler, interval = SCHEDULES.get(cfg.name)(
         optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch, base_lr=base_lr, mode=mode,
-        **fields_of(cfg),
+        **options,
     )
+    return Schedule(scheduler, interval, optimizer, warmup, start_factor)

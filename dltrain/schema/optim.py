@@ -99,6 +99,19 @@ class RMSpropConfig(OptimConfig):
 @dataclass
 class SchedConfig(Options):
     name: str = "none"
+    # a linear warmup over the first optimizer steps, from warmup_start_factor x the lr the
+    # schedule gives to that lr; it multiplies any schedule. Set steps or epochs (of optimizer
+    # steps), not both; 0 = no warmup
+    warmup_steps: int = 0
+    warmup_epochs: int = 0
+    warmup_start_factor: float = 0.0
+
+    def check(self, v: Checker) -> None:
+        v.at_least("warmup_steps", self.warmup_steps, 0)
+        v.at_least("warmup_epochs", self.warmup_epochs, 0)
+        v.fraction("warmup_start_factor", self.warmup_start_factor, closed_high=True)
+        v.check(not (self.warmup_steps and self.warmup_epochs), "warmup_epochs",
+                self.warmup_epochs, "set sched.warmup_steps or sched.warmup_epochs, not both")
 
 
 @option("sched", "step")
@@ -109,6 +122,7 @@ class StepSchedConfig(SchedConfig):
     gamma: float = 0.1
 
     def check(self, v: Checker) -> None:
+        super().check(v)
         v.at_least("step_size", self.step_size, 1)
         v.check(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
 
@@ -117,8 +131,8 @@ class StepSchedConfig(SchedConfig):
 @dataclass
 class CosineSchedConfig(SchedConfig):
     name: str = "cosine"
-    # the cosine runs from optim.lr to eta_min over trainer.epochs (checked against optim.lr in
-    # rules.py: a rule across groups)
+    # the cosine runs from optim.lr to eta_min over the run's optimizer steps, annealed every
+    # step (checked against optim.lr in rules.py: a rule across groups)
     eta_min: float = 0.0
 
 
@@ -131,6 +145,7 @@ class PlateauSchedConfig(SchedConfig):
     min_lr: float = 0.0
 
     def check(self, v: Checker) -> None:
+        super().check(v)
         v.check(0 < self.factor < 1, "factor", self.factor, "must be in (0, 1)")
         v.at_least("patience", self.patience, 0)
         v.at_least("min_lr", self.min_lr, 0)
@@ -147,6 +162,7 @@ class OneCycleSchedConfig(SchedConfig):
     cycle_momentum: bool = False
 
     def check(self, v: Checker) -> None:
+        super().check(v)
         if self.max_lr is not None:
             v.positive("max_lr", self.max_lr)
         v.check(0 < self.pct_start < 1, "pct_start", self.pct_start, "must be in (0, 1)")

@@ -97,7 +97,8 @@ SCHEDULE_CASES = {
     "step": ({"step_size": 2, "gamma": 0.5},
              lambda opt: lr_scheduler.StepLR(opt, step_size=2, gamma=0.5), "epoch"),
     "cosine": ({"eta_min": 0.01},
-               lambda opt: lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS, eta_min=0.01), "epoch"),
+               lambda opt: lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS * STEPS, eta_min=0.01),
+               "step"),
     "plateau": ({"factor": 0.5, "patience": 1, "min_lr": 0.02},
                 lambda opt: lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=1,
                                                            min_lr=0.02), "metric"),
@@ -133,19 +134,78 @@ def test_schedule_follows_torch(make_config, name):
 
 
 def test_step_and_cosine_by_hand(make_config):
-    """The same curves from their formulas, without torch's schedulers."""
-    lr = 0.1
+    """The same curves from their formulas, without torch's schedulers: step by epoch, the
+    cosine by optimizer step."""
+    lr, total = 0.1, EPOCHS * STEPS
     for name, settings, formula in (
-        ("step", {"step_size": 2, "gamma": 0.5}, lambda e: lr * 0.5 ** (e // 2)),
+        ("step", {"step_size": 2, "gamma": 0.5}, lambda k: lr * 0.5 ** (k // STEPS // 2)),
         ("cosine", {"eta_min": 0.01},
-         lambda e: 0.01 + (lr - 0.01) * (1 + math.cos(math.pi * e / EPOCHS)) / 2),
+         lambda k: 0.01 + (lr - 0.01) * (1 + math.cos(math.pi * k / total)) / 2),
     ):
         config = make_config(sched={"name": name, **settings}, trainer={"epochs": EPOCHS})
         optimizer = build_optimizer(config.optim, tiny_model(), weight_decay=0.0)
         schedule = build_schedule(config.sched, optimizer, epochs=EPOCHS, steps_per_epoch=STEPS,
                                   base_lr=lr, mode="min")
-        got = lrs_through_dltrain(schedule, optimizer, METRICS)[::STEPS]
-        assert got == pytest.approx([formula(e) for e in range(EPOCHS)], rel=1e-9), name
+        got = lrs_through_dltrain(schedule, optimizer, METRICS)
+        assert got == pytest.approx([formula(k) for k in range(total)], rel=1e-9), name
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULE_CASES))
+@pytest.mark.parametrize("warmup", [{"warmup_steps": 5, "warmup_start_factor": 0.2},
+                                    {"warmup_epochs": 2}])
+def test_warmup_multiplies_every_schedule(make_config, name, warmup):
+    """lr before optimizer step k = (start + (1 - start) * k / W) x the schedule's own lr for
+    k < W, the schedule's own lr from W on (W in optimizer steps)."""
+    settings = SCHEDULE_CASES[name][0]
+    optimizer_args = {"name": "sgd", "lr": 0.1, "momentum": 0.0}
+    plain = make_config(optim=optimizer_args, sched={"name": name, **settings},
+                        trainer={"epochs": EPOCHS})
+    warmed = make_config(optim=optimizer_args, sched={"name": name, **settings, **warmup},
+                         trainer={"epochs": EPOCHS})
+    got = {}
+    for key, config in (("plain", plain), ("warmed", warmed)):
+        optimizer = build_optimizer(config.optim, tiny_model(), weight_decay=0.0)
+        schedule = build_schedule(config.sched, optimizer, epochs=EPOCHS, steps_per_epoch=STEPS,
+                                  base_lr=0.1, mode="min")
+        got[key] = lrs_through_dltrain(schedule, optimizer, METRICS)
+    steps = warmup.get("warmup_steps") or warmup["warmup_epochs"] * STEPS
+    start = warmup.get("warmup_start_factor", 0.0)
+    factors = [start + (1 - start) * k / steps if k < steps else 1.0 for k in range(EPOCHS * STEPS)]
+    assert got["warmed"] == pytest.approx([f * lr for f, lr in zip(factors, got["plain"])],
+                                          rel=1e-12, abs=1e-15)
+    assert got["warmed"][0] == pytest.approx(start * got["plain"][0])
+    assert got["warmed"][steps:] == got["plain"][steps:]
+
+
+def test_warmup_state_round_trips_mid_warmup(make_config):
+    """A schedule restored inside its warmup goes on with the same lrs."""
+    config = make_config(optim={"name": "sgd", "lr": 0.1, "momentum": 0.0},
+                         sched={"name": "cosine", "warmup_steps": 7}, trainer={"epochs": EPOCHS})
+
+    def build():
+        optimizer = build_optimizer(config.optim, tiny_model(), weight_decay=0.0)
+        return optimizer, build_schedule(config.sched, optimizer, epochs=EPOCHS,
+                                         steps_per_epoch=STEPS, base_lr=0.1, mode="min")
+
+    optimizer, schedule = build()
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_step()
+    optimizer2, schedule2 = build()
+    optimizer3, schedule3 = build()
+    for _ in range(4):
+        optimizer2.step()
+        schedule2.after_step()
+    optimizer3.load_state_dict(optimizer2.state_dict())
+    schedule3.load_state_dict(schedule2.state_dict())
+    resumed = []
+    for _ in range(8):
+        resumed.append(optimizer3.param_groups[0]["lr"])
+        optimizer3.step()
+        schedule3.after_step()
+    assert resumed == lrs[4:]
 
 
 def test_onecycle_peaks_at_max_lr(make_config):
