@@ -30,7 +30,12 @@ FREE_ON_RESUME = {
     "trainer.compile", "trainer.compile_mode",
     # the batch is global, so the number of processes leaves the maths as it is
     "trainer.strategy", "trainer.resume",
+    # diagnostics read the gradients and weights, and draw no random number
+    "trainer.diagnostics",
 }
+# the values that set how many optimizer steps an epoch has
+STEP_COUNT_KEYS = ("trainer.batch_size", "trainer.accumulate", "trainer.limit_batches",
+                   "trainer.overfit_batches")
 FREE_PREFIXES = ("logger.",)  # loggers record the run; they never change it
 EPOCH_BOUND_SCHEDULES = ("cosine", "onecycle")
 
@@ -55,9 +60,14 @@ def refusal(change: "Change", new: schema.TrainConfig, mid_epoch: bool) -> Optio
             return reason
     if key.startswith("data.") and key not in PATH_KEYS:
         return "the run was trained and split on the old data"
-    if key == "trainer.batch_size" and (mid_epoch or new.sched.name == "onecycle"):
-        return ("the interrupted epoch's batches were cut for the old size" if mid_epoch else
-                "onecycle's length was counted in batches of the old size")
+    if key in STEP_COUNT_KEYS:
+        counted = [what for what, yes in (
+            (f"{new.sched.name}'s length", new.sched.name in ("onecycle", "cosine")),
+            ("sched.warmup_epochs", bool(new.sched.warmup_epochs))) if yes]
+        if mid_epoch:
+            return "the interrupted epoch's batches and steps were counted with the old value"
+        if counted:
+            return f"{' and '.join(counted)} was counted in optimizer steps of the old epoch"
     return None
 
 

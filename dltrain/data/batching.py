@@ -53,11 +53,13 @@ def iterate(
     min_last: int = 1,
     skip: int = 0,
     shard: Tuple[int, int] = (0, 1),
+    limit: Optional[int] = None,
 ) -> Iterator[Batch]:
     """Yield ``(x, y)`` batches of ``split``, on the split's device, transformed.
 
-    ``min_last``: see :func:`batch_bounds`. ``skip`` leaves out the first batches (an epoch
-    resumed where it was interrupted). ``shard=(rank, world_size)`` yields only this process's
+    ``min_last``: see :func:`batch_bounds`. ``limit`` keeps the first batches only
+    (trainer.limit_batches). ``skip`` leaves out the first batches (an epoch resumed where it
+    was interrupted). ``shard=(rank, world_size)`` yields only this process's
     part of each batch (:func:`shard_of`); every process draws the same order, so together they
     see each batch exactly as one process would. An empty part is not yielded.
     """
@@ -65,7 +67,8 @@ def iterate(
     # the permutation is drawn on the CPU generator so the order depends on the seed only,
     # not on the device, on whether the split is streamed or on the number of processes
     order = torch.randperm(n, generator=generator) if shuffle else None
-    bounds = [shard_of(start, stop, *shard) for start, stop in batch_bounds(n, batch_size, min_last)[skip:]]
+    bounds = [shard_of(start, stop, *shard)
+              for start, stop in batch_bounds(n, batch_size, min_last)[:limit][skip:]]
     bounds = [(start, stop) for start, stop in bounds if stop > start]
     if isinstance(split, StreamSplit):
         yield from _stream(split, bounds, order)

@@ -83,6 +83,20 @@ class TrainerConfig(Options):
     # auto: a job its launcher restarted (torchrun --max-restarts, a SLURM requeue) continues
     # from its run folder's last.pt; never: a restart starts a new run in a new folder
     resume: str = "auto"
+    # optimizer steps every N batches, on the gradient of their union: the same step as one
+    # batch N times as large (mean-reduced losses), at 1/N of the memory
+    accumulate: int = 1
+    # an exponential moving average of the weights (e.g. 0.999), updated after every optimizer
+    # step; validation, best.pt, test, eval, predict and export use it. null = off
+    ema_decay: Optional[float] = None
+    # at most this many batches of train, val and test per epoch (quick partial epochs)
+    limit_batches: Optional[int] = None
+    # train on the first N batches of the training set, in the same order every epoch, and
+    # validate on them: a model that can learn drives their loss towards zero. 0 = off
+    overfit_batches: int = 0
+    # gradient flow and layer health per epoch (diagnostics.csv, gradflow.png): auto = on for a
+    # model of at most 10 layers with parameters. Any: a bool or "auto"
+    diagnostics: Any = "auto"
 
     def check(self, v: Checker) -> None:
         v.at_least("epochs", self.epochs, 1)
@@ -103,6 +117,16 @@ class TrainerConfig(Options):
         v.one_of("compile_mode", self.compile_mode, COMPILE_MODES)
         v.one_of("strategy", self.strategy, STRATEGIES)
         v.one_of("resume", self.resume, ("auto", "never"))
+        v.at_least("accumulate", self.accumulate, 1)
+        if self.ema_decay is not None:
+            v.check(0 < self.ema_decay < 1, "ema_decay", self.ema_decay,
+                    "must be in (0, 1), e.g. 0.999; null = off")
+        v.at_least("limit_batches", self.limit_batches, 1)
+        v.at_least("overfit_batches", self.overfit_batches, 0)
+        v.check(not (self.overfit_batches and self.limit_batches), "overfit_batches",
+                self.overfit_batches, "set trainer.overfit_batches or trainer.limit_batches, not both")
+        v.check(self.diagnostics == "auto" or isinstance(self.diagnostics, bool), "diagnostics",
+                self.diagnostics, "must be auto, true or false")
         super().check(v)  # early_stopping
 
 

@@ -72,3 +72,27 @@ class LoggerFanOut(Callback):
             for path in files:
                 logger.log_artifact(path)
             logger.finish(status)
+
+
+class DiagnosticsRecorder(Callback):
+    """diagnostics.csv: each epoch's gradient flow and layer health (``job.diagnostics``), and
+    gradflow.png when the run ends. Started from the checkpoint's epoch, as the loggers are."""
+
+    def __init__(self, root: Path, epochs_done: int) -> None:
+        from dltrain.diagnostics import DiagnosticsWriter
+
+        self.root = Path(root)
+        self.writer = DiagnosticsWriter(self.root)
+        self.writer.start(epochs_done)
+
+    def on_epoch_end(self, job: Job, row: Dict[str, float], improved: bool) -> None:
+        if job.diagnostics is not None:
+            self.writer.write(job.diagnostics.end_epoch(int(row["epoch"])))
+
+    def plot(self, title: str) -> Path:
+        """gradflow.png from diagnostics.csv (the epochs of every session of the run)."""
+        from dltrain.diagnostics import DIAGNOSTICS, GRADFLOW, plot_gradflow
+
+        path = self.root / GRADFLOW
+        plot_gradflow(self.root / DIAGNOSTICS, path, title)
+        return path

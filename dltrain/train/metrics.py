@@ -132,18 +132,26 @@ class MetricSums:
         """The training metrics so far in this epoch (a host sync: call at log points only)."""
         return self.compute("train")
 
-    def compute(self, prefix: str, dist: Optional["Dist"] = None) -> Dict[str, float]:
+    def compute(self, prefix: str, dist: Optional["Dist"] = None,
+                extra: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, float]:
         """The metrics of the batches added so far; with a distributed ``dist``, of the batches
-        every process added (a collective: all processes call it)."""
+        every process added (a collective: all processes call it). ``extra``: device scalars
+        (the same in every process) read in the same host sync and returned under their keys."""
         sums = self._folded()
         if dist is not None and dist.distributed:
             sums._reduce(dist)
         n = max(sums.n, 1)
+        extra = extra or {}
+        names = list(extra)
         if self.classification:
-            loss, correct = torch.stack([sums.loss, sums.correct.float()]).tolist()
-            return {f"{prefix}_loss": loss / n, f"{prefix}_acc": correct / n}
-        total = sums.y_sq - sums.y_sum.square() / n
-        r2 = (1 - sums.sq_err / total.clamp_min(1e-12)).mean()
-        mae = (sums.abs_err * sums.std).mean() / n  # in the target's own units
-        loss, mae, r2 = torch.stack([sums.loss, mae, r2]).tolist()
-        return {f"{prefix}_loss": loss / n, f"{prefix}_mae": mae, f"{prefix}_r2": r2}
+            loss, correct, *rest = torch.stack(
+                [sums.loss, sums.correct.float(), *(extra[k].float() for k in names)]).tolist()
+            metrics = {f"{prefix}_loss": loss / n, f"{prefix}_acc": correct / n}
+        else:
+            total = sums.y_sq - sums.y_sum.square() / n
+            r2 = (1 - sums.sq_err / total.clamp_min(1e-12)).mean()
+            mae = (sums.abs_err * sums.std).mean() / n  # in the target's own units
+            loss, mae, r2, *rest = torch.stack(
+                [sums.loss, mae, r2, *(extra[k].float() for k in names)]).tolist()
+            metrics = {f"{prefix}_loss": loss / n, f"{prefix}_mae": mae, f"{prefix}_r2": r2}
+        return {**metrics, **dict(zip(names, rest))}

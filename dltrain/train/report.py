@@ -19,6 +19,7 @@ from rich.text import Text
 from torch import nn
 
 from dltrain.console import format_value, titled
+from dltrain.diagnostics import GRADFLOW
 
 CURVES = "curves.png"
 BEST = "checkpoints/best.pt"
@@ -91,7 +92,10 @@ def files_and_commands(run_dir: Path, summary: Dict[str, Any]) -> List[str]:
     if (run_dir / CURVES).is_file():
         lines.append(f"  {CURVES:<21}loss and metrics per epoch"
                      + (", best epoch marked" if has_best else ""))
-    others = [name for name in ("metrics.csv", "summary.json", "train.log", "run.yaml")
+    if (run_dir / GRADFLOW).is_file():
+        lines.append(f"  {GRADFLOW:<21}gradient norm per layer and epoch, dead and saturated units")
+    others = [name for name in ("metrics.csv", "diagnostics.csv", "summary.json", "train.log",
+                                "run.yaml")
               if (run_dir / name).is_file()]
     if others:
         lines.append("  " + "  ".join(others))

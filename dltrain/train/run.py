@@ -21,7 +21,7 @@ from dltrain.atomic import DiskFull
 from dltrain.checkpoint import load_checkpoint, versions
 from dltrain.console import err_console
 from dltrain.data import load_data
-from dltrain.data.batching import num_batches
+from dltrain.data.batching import iterate, num_batches
 from dltrain.device import (
     Precision,
     apply_performance,
@@ -64,7 +64,8 @@ from dltrain.schema import (
     resolve_paths,
     to_dict,
 )
-from dltrain.train.callbacks import CheckpointWriter, LoggerFanOut
+from dltrain.train.callbacks import CheckpointWriter, DiagnosticsRecorder, LoggerFanOut
+from dltrain.train.ema import EMA
 from dltrain.train.interrupt import AgreedStop, StopOnSignal
 from dltrain.train.loop import (
     Callback,
@@ -74,6 +75,7 @@ from dltrain.train.loop import (
     evaluate,
     fit,
     min_last_batch,
+    optimizer_steps,
 )
 from dltrain.train.progress import make_progress
 from dltrain.train.report import count_parameters, print_end, print_start
@@ -152,7 +154,26 @@ def build_job(config: TrainConfig, dist: Optional[Dist] = None) -> Job:
         schedule=schedule, data=data, device=device, generator=generator,
         monitor=monitor, mode=mode, l1_params=split_decay(model)[0], fast=fast, dist=dist,
         threads=threads,
+        ema=EMA(model, trainer.ema_decay) if trainer.ema_decay is not None else None,
+        # rank 0 alone measures: after DDP's averaging every process holds the same gradients
+        diagnostics=make_diagnostics(config, model, data, eval_criterion.to(device))
+        if dist.is_main else None,
     )
+
+
+PROBE_SAMPLES = 256  # the fixed validation batch on which diagnostics look at activations
+
+
+def make_diagnostics(config: TrainConfig, model: torch.nn.Module, data: Any,
+                     criterion: torch.nn.Module) -> Any:
+    """trainer.diagnostics' recorder, with its probe: the first validation samples (no random
+    draw), or None when off."""
+    from dltrain.diagnostics import Diagnostics, wanted
+
+    if not wanted(config.trainer.diagnostics, model):
+        return None
+    x, y = next(iterate(data.val, PROBE_SAMPLES, shuffle=False))
+    return Diagnostics(model, x, y, criterion)
 
 
 def model_size(config: TrainConfig) -> str:
@@ -183,8 +204,11 @@ def _check_ddp(config: TrainConfig, model: torch.nn.Module, device: torch.device
 
 def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
                   n_train: int, mode: str, world_size: int = 1) -> Schedule:
+    """The lr schedule; per-step schedules count optimizer steps (batches / trainer.accumulate)."""
     trainer = config.trainer
-    steps = num_batches(n_train, trainer.batch_size, min_last=min_last_batch(model, world_size))
+    batches = num_batches(n_train, trainer.batch_size, min_last=min_last_batch(model, world_size))
+    limit = trainer.overfit_batches or trainer.limit_batches
+    steps = optimizer_steps(min(batches, limit or batches), trainer.accumulate)
     return build_schedule(config.sched, optimizer, epochs=trainer.epochs, steps_per_epoch=steps,
                           base_lr=config.optim.lr, mode=mode)
 
@@ -213,8 +237,13 @@ def make_checkpoint(job: Job) -> Dict[str, Any]:
     """The checkpoint: plain state dicts and values only, so it loads with weights_only=True.
     Under DDP every process calls it (it gathers each process's random state); rank 0 saves it.
     """
+    # "model" holds the weights the run evaluates with (eval, predict and export read it): the
+    # average when trainer.ema_decay is set, the trained weights then in "train_model"
+    weights = ({"model": job.ema.state_dict(), "train_model": job.model.state_dict(),
+                "ema_updates": job.ema.updates} if job.ema is not None
+               else {"model": job.model.state_dict()})
     return {
-        "model": job.model.state_dict(),
+        **weights,
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.schedule.state_dict(),
         "scaler": job.fast.precision.scaler.state_dict(),  # empty unless 16-mixed
@@ -236,7 +265,10 @@ def restore(job: Job, ckpt: Dict[str, Any]) -> None:
     """Put ``job`` exactly where the checkpoint left it: weights, optimizer, schedule, progress
     counters and every random generator."""
     try:
-        job.model.load_state_dict(ckpt["model"])
+        job.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        if job.ema is not None:  # a run that turned the average on at this resume starts it here
+            job.ema.load_state_dict(ckpt["model"] if "train_model" in ckpt else job.ema.state_dict(),
+                                    ckpt.get("ema_updates", 0))
     except RuntimeError as e:
         raise UserError(f"the saved weights do not fit this model (was the model changed?): "
                         f"{str(e).splitlines()[0]}") from None
@@ -355,7 +387,9 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
     # epochs logged past last.pt; they take each epoch before the writer saves last.pt
     loggers = LoggerFanOut(build_loggers(config.logger, run_dir) if main else [])
     loggers.start(job.state.history, to_dict(config))
-    hooks: List[Callback] = [loggers, writer, *callbacks]
+    diagnostics = (DiagnosticsRecorder(run_dir, job.state.epoch)
+                   if job.diagnostics is not None else None)
+    hooks: List[Callback] = [loggers, *([diagnostics] if diagnostics else []), writer, *callbacks]
     progress = make_progress(config.trainer.progress, console) if main else None
     if progress is not None:
         hooks.append(progress)
@@ -365,9 +399,13 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
         summary = summarize(job, run_dir, status, time.perf_counter() - start, n_params)
         if main:
             runs.write_json(run_dir / runs.SUMMARY, summary)
-            plot_curves(job.state.history, run_dir / CURVES, f"{config.model.name} on {info.name}",
+            title = f"{config.model.name} on {info.name}"
+            plot_curves(job.state.history, run_dir / CURVES, title,
                         best_epoch=job.state.best_epoch, monitor=job.monitor)
-            loggers.finish(status, [run_dir / runs.SUMMARY, run_dir / CURVES])
+            pictures = [run_dir / CURVES]
+            if diagnostics is not None and job.state.history:
+                pictures.append(diagnostics.plot(title))
+            loggers.finish(status, [run_dir / runs.SUMMARY, *pictures])
         return summary
 
     status = "completed"

@@ -90,7 +90,7 @@ def test_an_invalid_value_of_a_sweep_is_caught_before_hydra_runs(capsys, tmp_pat
 # messages in the user's words, not the schema's class names
 @pytest.mark.parametrize("args, expected", [
     (["modle=lstm"], "error: unknown config group or key 'modle' (did you mean 'model'?); known: "
-                     "activation, data, experiment, hpo, logger, loss, model, optim, regularization, "
+                     "activation, data, debug, experiment, hpo, logger, loss, model, optim, regularization, "
                      "sched, trainer"),
     (["activation.negative_slope=0.2"],
      "error: activation=relu has no key 'negative_slope': it belongs to activation=leaky_relu; "

@@ -43,8 +43,10 @@ def test_host_reads_do_not_grow_with_the_steps(make_config, counted, task, preci
     data = {"name": "digits"} if task == "classification" else {"name": "diabetes"}
     reads = {}
     for batch_size in (256, 16):  # 5 and 79 steps an epoch on digits
+        # log points (the loss's finiteness check reads the host) beyond the epoch's end
         job = build_job(make_config(data=data, trainer={"epochs": 2, "batch_size": batch_size,
-                                                        "precision": precision}))
+                                                        "precision": precision,
+                                                        "log_every": 1000}))
         counted.clear()
         state = fit(job)
         reads[state.step] = dict(counted)
@@ -52,3 +54,16 @@ def test_host_reads_do_not_grow_with_the_steps(make_config, counted, task, preci
     assert many > 10 * few // 2
     assert a == b, f"host reads grow with the steps: {few} steps {a}, {many} steps {b}"
     assert not {"item", "__float__", "DataLoader"} & set(b), b
+
+
+def test_host_reads_grow_with_the_log_points_only(make_config, counted):
+    """One read per log point (every trainer.log_every optimizer steps of an epoch, its first
+    included): 79 steps at log_every=20 are 4 log points an epoch, against 1 at 1000."""
+    reads = {}
+    for log_every in (1000, 20):
+        job = build_job(make_config(trainer={"epochs": 2, "batch_size": 16, "log_every": log_every,
+                                             "diagnostics": False}))
+        counted.clear()
+        fit(job)
+        reads[log_every] = counted["tolist"]
+    assert reads[20] - reads[1000] == 2 * (4 - 1)

@@ -53,7 +53,7 @@ def test_bf16_step_keeps_float32_weights_and_loss(make_config):
     job = build_job(make_config(trainer={"precision": "bf16-mixed"}))
     x, y = job.data.train.x[:32], job.data.train.y[:32]
     x = job.data.train.transform(x) if job.data.train.transform else x
-    loss, out = train_step(job, x, y)
+    loss, out, _ = train_step(job, x, y)
     assert out.dtype == torch.bfloat16 and loss.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in job.model.parameters())
     assert all(p.grad.dtype == torch.float32 for p in job.model.parameters())

@@ -84,7 +84,7 @@ def make_job(config, model) -> Job:
     return Job(
         config=config, model=model, criterion=nn.CrossEntropyLoss(),
         eval_criterion=nn.CrossEntropyLoss(), optimizer=optimizer,
-        schedule=Schedule(None, "none"), data=None, device=torch.device("cpu"),
+        schedule=Schedule(None, "none", optimizer), data=None, device=torch.device("cpu"),
         generator=torch.Generator(), monitor="val_loss", mode="min",
         l1_params=split_decay(model)[0],
     )
@@ -121,7 +121,7 @@ def test_one_step_matches_hand_computed_l1_and_l2(make_config, l1, weight_decay)
     x, y = batch()
     want_loss, want_params = expected_sgd_step(model, x, y, lr, l1, weight_decay)
 
-    loss, out = train_step(make_job(config, model), x, y)
+    loss, out, _ = train_step(make_job(config, model), x, y)
 
     # the returned loss is the data loss alone, without the penalty
     assert torch.allclose(loss, want_loss)
