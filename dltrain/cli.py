@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional
 from dltrain import completion, launch, schema
 from dltrain.commands import (
     cmd_check,
+    cmd_compare,
     cmd_eval,
     cmd_export,
     cmd_predict,
@@ -33,6 +34,7 @@ SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
     "predict": cmd_predict,
     "export": cmd_export,
     "summary": cmd_summary,
+    "compare": cmd_compare,
 }
 
 
@@ -51,6 +53,7 @@ def print_help() -> int:
         "  dltrain predict RUN INPUT [--out FILE]         predictions of RUN's model on new data",
         "  dltrain export RUN [--format onnx|safetensors|pt2]   the model for other programs",
         "  dltrain summary SWEEP_DIR                      the table of a sweep's jobs",
+        "  dltrain compare RUN_OR_SWEEP... [--out DIR]    the curves of several runs in one picture",
         "  dltrain COMMAND --help                         the arguments of each command",
         "",
         "[bold]config groups[/] (default first)",
@@ -58,7 +61,7 @@ def print_help() -> int:
     defaults = {"model": "mlp", "activation": "relu", "loss": "auto", "optim": "adam",
                 "sched": "none", "data": "digits", "regularization": "none", "logger": "csv"}
     groups = dict(schema.GROUPS)
-    for folder in ("regularization", "experiment", "hpo"):
+    for folder in ("regularization", "experiment", "hpo", "debug"):
         groups[folder] = {p.stem: None for p in sorted((config_dir() / folder).glob("*.yaml"))}
     for group, options in groups.items():
         names = sorted(options, key=lambda n: (n != defaults.get(group), n))

@@ -1,4 +1,5 @@
-"""The subcommands: ``dltrain check | replay | resume | eval | summary``.
+"""The subcommands: ``dltrain check | replay | resume | eval | predict | export | summary |
+compare``.
 
 Each takes its own arguments and returns the exit code. What they need beyond argparse
 (torch, the run folder code, the sweep summary) is imported when they run.
@@ -172,7 +173,8 @@ def cmd_export(argv: List[str]) -> int:
 
 
 def cmd_summary(argv: List[str]) -> int:
-    parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv and sweep.png")
+    parser = _parser("summary", "the table of a sweep's jobs; writes summary.csv, sweep.png "
+                                "and curves.png")
     parser.add_argument("sweep", metavar="SWEEP_DIR",
                         help="a sweep's folder (outputs/multirun/DATE/TIME-ID)")
     args = parser.parse_args(argv)
@@ -180,6 +182,23 @@ def cmd_summary(argv: List[str]) -> int:
     from dltrain.sweeps import summarize_sweep
 
     summarize_sweep(Path(args.sweep), console)
+    return 0
+
+
+def cmd_compare(argv: List[str]) -> int:
+    """The learning curves of several runs, or of every job of a sweep, in one picture."""
+    parser = _parser("compare", "overlay the learning curves of runs, or of every job of a "
+                                "sweep, in compare.png, and print a table of their results")
+    parser.add_argument("paths", nargs="*", metavar="RUN_OR_SWEEP",
+                        help="run folders and sweep folders (a sweep stands for all its jobs)")
+    parser.add_argument("--out", metavar="DIR", default=".",
+                        help="write compare.png into DIR, created if needed (default: the "
+                             "current folder)")
+    args = parser.parse_intermixed_args(argv)  # folders on both sides of --out DIR
+    _one_process("compare")
+    from dltrain.compare import compare
+
+    compare(args.paths, Path(args.out), console)
     return 0
 
 

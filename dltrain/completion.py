@@ -7,8 +7,9 @@ offers the words printed. dltrain answers that query itself (:func:`main`, calle
 ``cli.main`` before anything else):
 
 - the first word: the subcommands (``res`` → ``resume``), with Hydra's groups and keys;
-- after ``resume``, ``replay``, ``eval``, ``predict``, ``export`` and ``summary``: run folders
-  (or sweeps, or checkpoint files, as the command takes), its ``--options`` and their values;
+- after ``resume``, ``replay``, ``eval``, ``predict``, ``export``, ``summary`` and ``compare``:
+  run folders (or sweeps, or checkpoint files, as the command takes; ``compare`` takes any
+  number), its ``--options`` and their values;
 - the overrides of ``check``, ``replay`` and ``resume``, and every plain training command line:
   Hydra's own answer, for the line without the subcommand and its folder.
 
@@ -39,8 +40,9 @@ NO_VALUE: Tuple[str, ...] = ()
 ANY_FILE = None
 
 # each subcommand's positional arguments, options (with what their value takes; NO_VALUE for a
-# switch) and whether Hydra overrides follow the positionals. tests/cli/test_completion.py
-# checks every option against the command's own --help
+# switch) and whether Hydra overrides follow the positionals ("repeat": the last positional
+# takes any number of words). tests/cli/test_completion.py checks every option against the
+# command's own --help
 COMMANDS: Dict[str, dict] = {
     "check": {"args": [], "options": {}, "overrides": True},
     "replay": {"args": [RUN], "options": {"--allow-data-change": NO_VALUE}, "overrides": True},
@@ -56,6 +58,8 @@ COMMANDS: Dict[str, dict] = {
                "options": {"--format": "formats", "--out": ANY_FILE,
                            "--checkpoint": CHECKPOINTS}},
     "summary": {"args": [SWEEP], "options": {}, "overrides": False},
+    "compare": {"args": [RUN_OR_SWEEP], "repeat": True, "options": {"--out": ANY_FILE},
+                "overrides": False},
 }
 
 SEARCH_BUDGET = 2000  # folders looked into per answer, to find run folders below a folder
@@ -138,8 +142,8 @@ def complete(words: List[str], current: str,
         return _values(options[words[-1]], current), None
     if current.startswith("-"):
         return sorted(o for o in [*options, "--help"] if o.startswith(current)), None
-    if len(args) < len(command["args"]):
-        return _paths(current, command["args"][len(args)]), None
+    if len(args) < len(command["args"]) or command.get("repeat"):
+        return _paths(current, command["args"][min(len(args), len(command["args"]) - 1)]), None
     if command["overrides"]:
         return [], overrides
     return [], None
@@ -157,7 +161,7 @@ def _positionals(words: List[str], command: dict) -> Tuple[List[str], List[str]]
             skip = False
         elif word.startswith("-"):
             skip = word in options and options[word] != NO_VALUE
-        elif len(args) < len(command["args"]):
+        elif len(args) < len(command["args"]) or command.get("repeat"):
             args.append(word)
         else:
             overrides.append(word)

@@ -189,3 +189,78 @@ def plot_sweep(rows: Sequence[Dict[str, object]], params: Sequence[str], metric:
     fig = sweep_figure(rows, params, metric, defaults)
     if fig is not None:
         _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare.png (dltrain compare) and a sweep's curves.png: several runs' curves
+COMPARE_TITLES = {"train_loss": "train loss", "val_loss": "val loss", "val_acc": "val accuracy",
+                  "val_mae": "val MAE", "val_r2": "val R²", "lr": "learning rate"}
+
+
+def run_colors(n: int) -> List[str]:
+    """``n`` colours, one per run, as ``#rrggbb`` (a table prints each run's label in its
+    colour): tab10, tab20 up to 20 runs, then evenly spread over turbo."""
+    _pyplot()
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if n <= 20:
+        cmap = colormaps["tab10" if n <= 10 else "tab20"]
+        return [to_hex(cmap(i)) for i in range(n)]
+    cmap = colormaps["turbo"]
+    return [to_hex(cmap(0.05 + 0.9 * i / (n - 1))) for i in range(n)]
+
+
+def _finite(value: Optional[float]) -> float:
+    # inf (a diverged loss) would stretch the axis to nothing; nan leaves a gap in the line
+    return value if value is not None and math.isfinite(value) else math.nan
+
+
+def compare_figure(curves: Sequence[tuple], panels: Sequence[str],
+                   colors: Optional[Sequence[str]] = None, title: str = ""):
+    """One panel per column in ``panels`` (train_loss, val_loss, val_acc, ..., lr), one line per
+    run in each, labelled and coloured alike in every panel. ``curves`` holds (label, rows of
+    metrics.csv) per run. A loss spanning two decades or more (runs of different tasks) or a
+    learning rate spanning one gets a log axis. The legend sits under the panels, its labels
+    wrapped to the figure's width."""
+    import textwrap
+
+    plt = _pyplot()
+    colors = list(colors or run_colors(len(curves)))
+    width = max(4.2 * len(panels), 7.0)
+    chars = max(20, int(width / 0.075))  # a small font's characters per inch, about 13
+    texts = [textwrap.fill(label, chars) for label, _ in curves]
+    column = max(len(line) for t in texts for line in t.splitlines()) * 0.075 + 0.6
+    ncol = max(1, min(len(texts), int(width // column)))
+    lines_per_row = max(t.count("\n") + 1 for t in texts)
+    rows = -(-len(texts) // ncol)
+    legend_height = 0.3 + 0.2 * rows * lines_per_row
+    fig = plt.figure(figsize=(width, 3.4 + legend_height))
+    grid = fig.add_gridspec(2, len(panels), height_ratios=[3.4, legend_height])
+    for i, key in enumerate(panels):
+        ax = fig.add_subplot(grid[0, i])
+        values: List[float] = []
+        for (label, history), color in zip(curves, colors):
+            ys = [_finite(row.get(key)) for row in history]
+            ax.plot([row["epoch"] for row in history], ys, color=color, label=label,
+                    marker="." if len(history) <= 40 else None, linewidth=1.3)
+            values += [y for y in ys if not math.isnan(y)]
+        if _spans_decades(values, 1 if key == "lr" else 2):
+            log_axis(ax.yaxis, values)
+        ax.set_title(COMPARE_TITLES.get(key, key))
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    legend = fig.add_subplot(grid[1, :])
+    legend.axis("off")
+    legend.legend(fig.axes[0].get_lines(), texts, loc="center", ncol=ncol, frameon=False,
+                  fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_compare(curves: Sequence[tuple], panels: Sequence[str], path: Path, *,
+                 colors: Optional[Sequence[str]] = None, title: str = "") -> None:
+    """compare.png or a sweep's curves.png (see :func:`compare_figure`)."""
+    _save(compare_figure(curves, panels, colors, title), path)

@@ -1,8 +1,8 @@
 """The summary of a sweep: one table of every job, best first, failed jobs included.
 
 Written when a multirun ends (a Hydra callback) and on demand with ``dltrain summary SWEEP``:
-prints the table, writes summary.csv and sweep.png into the sweep folder, and names the replay
-command of the best job. Jobs that differ only in ``trainer.seed`` are also shown as mean ± std.
+prints the table, writes summary.csv, sweep.png and curves.png (every job's learning curves)
+into the sweep folder, and names the replay command of the best job. Jobs that differ only in ``trainer.seed`` are also shown as mean ± std.
 
 The list of jobs comes from the sweep's own record, multirun.yaml: for a grid (Hydra's basic
 sweeper) it is the cartesian product the sweeper computes, so a job that never started is listed
@@ -32,6 +32,7 @@ from dltrain.errors import UserError
 
 CSV_NAME = "summary.csv"
 PLOT_NAME = "sweep.png"
+CURVES_NAME = "curves.png"  # every job's learning curves (dltrain compare's picture)
 SEED_KEY = "trainer.seed"
 RECORD = "multirun.yaml"  # Hydra's record of the sweep: its config, overrides and sweeper
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -330,19 +331,22 @@ def _aggregate(jobs: List[Dict[str, Any]], params: List[str], metrics: List[str]
     return rows
 
 
-def status_counts(jobs: Sequence[Dict[str, Any]]) -> str:
-    """'3 jobs' when every job completed, else '3 jobs: 1 completed, 1 interrupted, ...'."""
+def status_counts(jobs: Sequence[Dict[str, Any]], noun: str = "job") -> str:
+    """'3 jobs' when every job completed, else '3 jobs: 1 completed, 1 interrupted, ...'
+    (``noun``: what a job is called there, e.g. 'run')."""
     counts: Dict[str, int] = {}
     for job in jobs:
         counts[job.get("status", "?")] = counts.get(job.get("status", "?"), 0) + 1
-    text = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
+    text = f"{len(jobs)} {noun}{'s' if len(jobs) != 1 else ''}"
     if set(counts) == {"completed"}:
         return text
     order = sorted(counts, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 99)
     return text + ": " + ", ".join(f"{counts[s]} {s}" for s in order)
 
 
-def _status_cell(job: Dict[str, Any]) -> str:
+def status_cell(job: Dict[str, Any]) -> str:
+    """A job's status as a table shows it (rich markup): a failure with its reason, a running
+    job with its process."""
     status = job.get("status")
     if status == FAILED:
         return f"[red]failed[/]: {job.get('reason', '')}"
@@ -358,7 +362,7 @@ def summarize_sweep(sweep_dir: Path, console: Console, *, write: bool = True) ->
     summary.csv and sweep.png into it; the rows, best first. A folder that is not a sweep is
     refused before anything is written."""
     sweep_dir = check_sweep(Path(sweep_dir))
-    jobs = sweep_jobs(sweep_dir)
+    jobs = in_order = sweep_jobs(sweep_dir)
     if not jobs:
         raise UserError(f"{sweep_dir} holds no job folders (each job has a .hydra/ folder)")
     done = [j for j in jobs if j.get("monitor")]
@@ -389,7 +393,7 @@ def summarize_sweep(sweep_dir: Path, console: Console, *, write: bool = True) ->
                "dir": job["dir"]}
         rows.append(row)
         cells = [_fmt(row[c], c) for c in ["job", *params, "status", *metrics, "epochs"]]
-        cells[len(params) + 1] = _status_cell(job)
+        cells[len(params) + 1] = status_cell(job)
         table.add_row(*cells)
     # the title a line of its own: rich would wrap it at the table's width
     console.print(titled(title, table))
@@ -424,7 +428,20 @@ def summarize_sweep(sweep_dir: Path, console: Console, *, write: bool = True) ->
             plot_sweep([{**r, **{p: _config_value(Path(r["dir"]), p) for p in params
                                  if r.get(p) is None}} for r in finished],
                        params, monitor_key, sweep_dir / PLOT_NAME)
+        _draw_curves(sweep_dir, in_order, console)
     return rows
+
+
+def _draw_curves(sweep_dir: Path, jobs: List[Dict[str, Any]], console: Console) -> None:
+    """curves.png: every job's learning curves in one picture (dltrain compare's). A picture
+    never fails a sweep: whatever goes wrong is one warning line."""
+    try:
+        from dltrain.compare import draw_sweep_curves
+
+        draw_sweep_curves(sweep_dir, jobs)
+    except Exception as e:  # noqa: BLE001 - the sweep's results are already written
+        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        console.print(f"warning: no {sweep_dir / CURVES_NAME}: {why}", markup=False)
 
 
 def _write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
