@@ -5,6 +5,7 @@ PyTorch Lightning, plus startup times and peak memory.
     python scripts/bench.py --quick                  # small sizes, 1 repetition: a smoke run
     python scripts/bench.py --workloads tiny,mlp --approaches lean,dltrain --json out.json
     python scripts/bench.py --parts ddp              # 1 process x 2 threads vs 2 x 1 (torchrun)
+    python scripts/bench.py --parts speed --approaches dltrain,dltrain_nodiag   # diagnostics' cost
 
 Each trial (one workload, one approach) runs in a fresh process (``--trial``, internal);
 approaches are interleaved and their order rotates from one repetition to the next. The table
@@ -31,7 +32,8 @@ from typing import Any, Dict, List
 from bench import ddp, hotspots, report, startup
 from bench.workloads import WORKLOADS, Workload
 
-APPROACHES = ("dataloader", "lean", "lightning", "dltrain")
+# dltrain runs with trainer.diagnostics=true; dltrain_nodiag with false (its overhead)
+APPROACHES = ("dataloader", "lean", "lightning", "dltrain", "dltrain_nodiag")
 PARTS = ("speed", "startup", "ddp")
 
 
@@ -193,6 +195,11 @@ def markdown(info: Dict[str, Any], args: argparse.Namespace, speed: Dict[str, An
         if "dltrain" in args.approaches:
             out += ["", "dltrain's samples/s timed three ways (medians)", "",
                     report.dltrain_table(speed, titles)]
+    if "dltrain" in args.approaches and "dltrain_nodiag" in args.approaches and speed:
+        out += ["", "trainer.diagnostics: dltrain with it on against off (medians). The train "
+                "pass holds the gradient norms of the log steps; fit() adds the probe of each "
+                "epoch's end (and the validation, checkpoints and files both have)", "",
+                report.diagnostics_table(speed, titles)]
     if startup_summary:
         out += ["", f"Whole commands, {args.startup_repeat} runs each (median)", "",
                 report.startup_table(startup_summary)]

@@ -19,7 +19,9 @@ FIRST_STEP_SLACK_S = 0.5  # first step <= the floor + 0.5 s
 MEMORY_RATIO = 1.2  # peak RSS of the default run <= 1.2x the lean loop's
 
 APPROACH_TITLES = {"dataloader": "(c) DataLoader loop", "lean": "(b) lean loop",
-                   "lightning": "(d) Lightning", "dltrain": "(a) dltrain"}
+                   "lightning": "(d) Lightning", "dltrain": "(a) dltrain",
+                   "dltrain_nodiag": "(a') dltrain, diagnostics off"}
+DIAGNOSTICS_OVERHEAD = 0.05  # trainer.diagnostics costs at most 5 % of fit()
 
 
 def spread(values: List[float]) -> Dict[str, float]:
@@ -47,6 +49,7 @@ def summarize_speed(trials: List[Dict[str, Any]], approaches: List[str],
             stats["steps"] = sorted({r["steps"] for r in ok})
             stats["n_train"] = sorted({r["n_train"] for r in ok})
             stats["failed"] = len(failed)
+            stats["fit_s"] = spread([r["fit_s"] for r in ok]) if "fit_s" in ok[0] else None
             if a == "dltrain":
                 for key in ("self_timed_samples_per_s", "fit_less_val_samples_per_s"):
                     stats[key] = spread([r[key] for r in ok])
@@ -116,6 +119,10 @@ def targets(speed: Dict[str, Any], startup: Dict[str, Any]) -> List[Dict[str, An
         a = entry["approaches"]
         add(f"{w}: dltrain / lean >= {SPEED_RATIO}", a.get("dltrain", {}).get("ratio_to_lean"),
             SPEED_RATIO, True)
+        if a.get("dltrain", {}).get("fit_s") and a.get("dltrain_nodiag", {}).get("fit_s"):
+            overhead = a["dltrain"]["fit_s"]["median"] / a["dltrain_nodiag"]["fit_s"]["median"] - 1
+            add(f"{w}: diagnostics overhead <= {DIAGNOSTICS_OVERHEAD:.0%}", overhead,
+                DIAGNOSTICS_OVERHEAD, False)
         if "median" in a.get("lightning", {}) and "median" in a.get("dltrain", {}):
             add(f"{w}: dltrain / Lightning > 1", a["dltrain"]["median"] / a["lightning"]["median"],
                 1.0, True)
@@ -267,3 +274,18 @@ def commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" with uncommitted changes in dltrain/ or configs/" if dirty.strip() else "")
+
+
+def diagnostics_table(speed: Dict[str, Any], titles: Dict[str, str]) -> str:
+    """trainer.diagnostics' cost: dltrain with it on (the dltrain column) against off."""
+    lines = ["| workload | samples/s on | samples/s off | train-pass overhead | "
+             "fit() on | fit() off | whole-fit overhead |", "|---|---|---|---|---|---|---|"]
+    for w, entry in speed.items():
+        on, off = entry["approaches"].get("dltrain", {}), entry["approaches"].get("dltrain_nodiag", {})
+        if "median" not in on or "median" not in off:
+            continue
+        fit_on, fit_off = on["fit_s"]["median"], off["fit_s"]["median"]
+        lines.append(f"| {titles.get(w, w)} | {k(on['median'])} | {k(off['median'])} | "
+                     f"{off['median'] / on['median'] - 1:+.1%} | {fit_on:.2f} s | {fit_off:.2f} s | "
+                     f"{fit_on / fit_off - 1:+.1%} |")
+    return "\n".join(lines)

@@ -306,6 +306,19 @@ def lean_minimal() -> Result:
     return {"steps": steps, "epochs": config.trainer.epochs, "n_train": len(y)}
 
 
+def dltrain_nodiag(config: Any, workdir: Path) -> Result:
+    """(a) with trainer.diagnostics=false: the baseline of the diagnostics' overhead."""
+    config.trainer.diagnostics = False
+    return dltrain(config, workdir)
+
+
+def dltrain_diag(config: Any, workdir: Path) -> Result:
+    """(a) with trainer.diagnostics=true, whatever ``auto`` would choose for the model."""
+    config.trainer.diagnostics = True
+    return dltrain(config, workdir)
+
+
 APPROACHES: Dict[str, Callable[[Any, Path], Result]] = {
-    "dataloader": dataloader, "lean": lean, "lightning": lightning, "dltrain": dltrain,
+    "dataloader": dataloader, "lean": lean, "lightning": lightning, "dltrain": dltrain_diag,
+    "dltrain_nodiag": dltrain_nodiag,
 }
