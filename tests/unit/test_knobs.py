@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from dltrain import runs
 from dltrain.checkpoint import load_checkpoint, save_checkpoint
 from dltrain.data.batching import num_batches
 from dltrain.train.ema import EMA, ema_factor
@@ -208,3 +209,33 @@ def test_resume_mid_epoch_is_exact_with_each_knob(make_config, tmp_path, trainer
         for k, v in straight.ema.state_dict().items():
             assert torch.equal(v, resumed.ema.state_dict()[k])
     assert rows(resumed.state.history) == rows(straight.state.history)
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("fast", []), ("limit", ["trainer.limit_batches=2"]),
+    ("overfit", ["trainer.epochs=40", "regularization=dropout"]),
+])
+def test_debug_presets_fill_the_run_folder(tmp_path, preset, overrides):
+    """Each preset trains what it says over the default config, and writes every file; the
+    command line still wins over the preset (and regularization stays off under overfit)."""
+    import io
+
+    from rich.console import Console
+
+    from dltrain.launch import compose
+    from dltrain.train.run import run_training
+
+    config = compose([f"debug={preset}", "trainer.device=cpu", "trainer.progress=none", *overrides])
+    summary = run_training(config, tmp_path, Console(file=io.StringIO()), command=["dltrain"])
+    history = runs.read_metrics(tmp_path / runs.METRICS)
+    steps = {"fast": 1, "limit": 3 * 2, "overfit": 40 * 2}[preset]
+    assert summary["status"] == "completed" and summary["steps"] == steps
+    for name in ("metrics.csv", "summary.json", "curves.png", "checkpoints/best.pt",
+                 "checkpoints/last.pt", "train.log"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    if preset == "fast":
+        assert (tmp_path / "gradflow.png").stat().st_size > 0
+        assert (tmp_path / "diagnostics.csv").stat().st_size > 0
+    if preset == "overfit":
+        assert config.regularization.dropout == 0 and config.regularization.weight_decay == 0
+        assert float(history[-1]["val_loss"]) < 0.05 * float(history[0]["val_loss"])
