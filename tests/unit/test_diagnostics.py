@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 from torch import nn
-from unit_support import INPUT_SHAPES, data_info
+from unit_support import INPUT_SHAPES, TINY, data_info
 
 from dltrain.diagnostics import (
     DIAGNOSTICS,
@@ -32,14 +32,6 @@ from dltrain.diagnostics.gradflow import (
 from dltrain.models import build_model
 from dltrain.models.rnn import RecurrentNet
 
-# small widths keep every case fast
-TINY = {
-    "mlp": {"hidden_sizes": [6, 5]},
-    "cnn": {"channels": [3, 4], "hidden_size": 6},
-    "rnn": {"hidden_size": 6},
-    "lstm": {"hidden_size": 6},
-    "gru": {"hidden_size": 6},
-}
 KIND = {"mlp": "table", "cnn": "image", "rnn": "sequence", "lstm": "sequence", "gru": "image"}
 
 

@@ -10,11 +10,12 @@ import math
 import pytest
 import torch
 from rich.console import Console
+from unit_support import straight_and_resumed
 
 from dltrain import runs
 from dltrain.checkpoint import load_checkpoint, save_checkpoint
 from dltrain.device import optimizer_kernels
-from dltrain.train.loop import Callback, TrainingInterrupted, fit
+from dltrain.train.loop import Callback, fit
 from dltrain.train.run import build_job, make_checkpoint, restore, run_training
 
 pytestmark = [pytest.mark.gpu,
@@ -92,30 +93,12 @@ def test_mixed_precision_trains_on_cuda(make_config, tmp_path, precision):
         assert ckpt["scaler"] == {}
 
 
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step, self.requested = step, 0
-
-    def on_step(self, job, batch, running):
-        if job.state.step == self.step:
-            self.requested = 15
-
-
 def test_16_mixed_resumes_exactly_when_deterministic(make_config, tmp_path):
     """Stopped inside an epoch and resumed from the checkpoint (weights, optimizer, scaler):
     the weights of an uninterrupted run."""
     config = cuda_config(make_config, {"epochs": 2, "precision": "16-mixed",
                                        "deterministic": True})
-    straight = build_job(config)
-    fit(straight)
-    first = build_job(config)
-    stop = StopAt(straight.state.step // 2 + 1)
-    with pytest.raises(TrainingInterrupted):
-        fit(first, [stop], stop)
-    save_checkpoint(tmp_path / "last.pt", make_checkpoint(first))
-    resumed = build_job(config)
-    restore(resumed, load_checkpoint(tmp_path / "last.pt"))
-    fit(resumed)
+    straight, resumed = straight_and_resumed(config, lambda steps: steps // 2 + 1, tmp_path)
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
 

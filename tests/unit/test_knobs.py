@@ -10,13 +10,13 @@ import math
 import pytest
 import torch
 from torch import nn
+from unit_support import straight_and_resumed
 
 from dltrain import runs
-from dltrain.checkpoint import load_checkpoint, save_checkpoint
 from dltrain.data.batching import num_batches
 from dltrain.train.ema import EMA, ema_factor
-from dltrain.train.loop import TrainingDiverged, TrainingInterrupted, fit
-from dltrain.train.run import build_job, make_checkpoint, restore
+from dltrain.train.loop import TrainingDiverged, fit
+from dltrain.train.run import build_job, make_checkpoint
 
 TIMING = {"epoch_time_s", "samples_per_s"}
 
@@ -176,31 +176,7 @@ def test_overfit_batches_trains_and_validates_on_the_same_batches(make_config):
 def test_resume_mid_epoch_is_exact_with_each_knob(make_config, tmp_path, trainer, sched):
     config = make_config(optim={"name": "adam"}, sched=sched, regularization={"dropout": 0.2},
                          trainer={"epochs": 3, "seed": 7, "batch_size": 64, **trainer})
-    straight = build_job(config)
-    fit(straight)
-    per_epoch = straight.state.step // 3
-
-    class Interrupt:
-        requested = 0
-
-        def on_epoch_start(self, job, n):
-            pass
-
-        def on_step(self, job, batch, running):
-            if job.state.step == per_epoch + 2:
-                self.requested = 15
-
-        def on_epoch_end(self, job, row, improved):
-            pass
-
-    first = build_job(config)
-    flag = Interrupt()
-    with pytest.raises(TrainingInterrupted):
-        fit(first, [flag], flag)
-    save_checkpoint(tmp_path / "last.pt", make_checkpoint(first))
-    resumed = build_job(config)
-    restore(resumed, load_checkpoint(tmp_path / "last.pt"))
-    fit(resumed)
+    straight, resumed = straight_and_resumed(config, lambda steps: steps // 3 + 2, tmp_path)
 
     assert resumed.state.step == straight.state.step
     for a, b in zip(weights(straight), weights(resumed)):

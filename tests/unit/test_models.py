@@ -9,6 +9,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
+from unit_support import INPUT_SHAPES, NUM_OUTPUTS, TINY, data_info
 
 from dltrain.cli import config_dir
 from dltrain.data import DATASETS
@@ -17,16 +18,6 @@ from dltrain.models import ACTIVATIONS, MODELS, build_model
 from dltrain.optim import OPTIMIZERS, SCHEDULES
 from dltrain.schema import GROUPS
 
-from unit_support import INPUT_SHAPES, NUM_OUTPUTS, data_info
-
-# small widths keep the cases fast; a model missing here is built with its schema defaults
-TINY = {
-    "mlp": {"hidden_sizes": [6, 5]},
-    "cnn": {"channels": [3, 4], "hidden_size": 6},
-    "rnn": {"hidden_size": 6},
-    "lstm": {"hidden_size": 6},
-    "gru": {"hidden_size": 6},
-}
 BATCH = 4
 KINDS, TASKS = sorted(INPUT_SHAPES), sorted(NUM_OUTPUTS)
 
