@@ -34,6 +34,7 @@ def check_composes(argv: List[str]) -> None:
         compose(argv[1:])
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_blocks_it_was_asked_for(tmp_path):
     out = tmp_path / "page.md"
     assert theory.main(["--quick", "--only", "activations,losses", "--out", str(out)]) == 0
@@ -69,7 +70,6 @@ def test_unknown_block_is_refused(capsys):
     assert "known: activations" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (REPO / "docs" / "theory.md").is_file(), reason="no docs/theory.md yet")
 def test_every_command_of_the_committed_page_composes(monkeypatch):
     monkeypatch.chdir(REPO)  # the page's paths are the repository root's
     commands = shown_commands((REPO / "docs" / "theory.md").read_text())
