@@ -14,6 +14,10 @@ class CsvLogger:
     """Rewrites metrics.csv whole (atomically) from its rows at every epoch, so the file is
     never half written and a resume, started from the checkpoint's rows, drops any row past it."""
 
+    # the run folder's own record: a failure to write it (a full disk) is the run's, not a
+    # logger's to be dropped with a warning
+    essential = True
+
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / runs.METRICS
         self.rows: List[Dict[str, float]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -137,6 +137,52 @@ class LoggerConfig(Options):
     each sits in the ``logger`` node under its name, and metrics.csv is always among them."""
 
     name: str = MISSING
+
+
+@option("logger", "mlflow")
+@dataclass
+class MlflowLoggerConfig(Options):
+    """``logger=mlflow``: params, metrics per epoch, the test metrics and the run folder's files
+    in an MLflow run, whose id run.yaml keeps (``dltrain resume`` continues it)."""
+
+    name: str = MISSING
+    # null = a SQLite store in outputs/ (outputs/mlflow.db, artifacts in outputs/mlartifacts),
+    # resolved against the current directory when the run starts; or http://host:5000, ...
+    tracking_uri: Optional[str] = None
+    experiment: str = "dltrain"
+    log_model: bool = False  # also checkpoints/best.pt as an artifact
+    # added to dltrain's own tags; a new key on the command line: +logger.mlflow.tags.team=vision
+    tags: Dict[str, str] = field(default_factory=dict)
+
+    def check(self, v: Checker) -> None:
+        v.check(bool(self.experiment.strip()), "experiment", self.experiment, "must name an experiment")
+        v.check(self.tracking_uri is None or bool(self.tracking_uri.strip()), "tracking_uri",
+                self.tracking_uri, "a URI (sqlite:///mlflow.db, http://host:5000), or null for "
+                "the local store outputs/mlflow.db")
+
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@option("logger", "wandb")
+@dataclass
+class WandbLoggerConfig(Options):
+    """``logger=wandb``: the same as MLflow in a Weights & Biases run, offline unless asked
+    (``wandb sync`` uploads it later); run.yaml keeps its id for ``dltrain resume``."""
+
+    name: str = MISSING
+    project: str = "dltrain"
+    entity: Optional[str] = None  # null = W&B's default entity
+    # null = the WANDB_MODE environment variable, else offline
+    mode: Optional[str] = None
+    dir: Optional[str] = None  # W&B's wandb/ folder goes here; null = inside the run folder
+    log_model: bool = False  # also checkpoints/best.pt among the run's files
+    tags: List[str] = field(default_factory=list)
+
+    def check(self, v: Checker) -> None:
+        v.check(bool(self.project.strip()), "project", self.project, "must name a project")
+        if self.mode is not None:
+            v.one_of("mode", self.mode, WANDB_MODES)
 
 
 def default_loggers() -> Dict[str, Any]:

@@ -146,7 +146,7 @@ def test_a_run_logs_each_epoch_before_its_checkpoint_and_finishes_with_its_files
     summary = run_training(config, tmp_path, Console(file=io.StringIO()))
 
     assert fake.names() == ["start", "log_params", "log_metrics", "log_metrics",
-                            "log_artifact", "log_artifact", "log_artifact", "finish"]
+                            "log_artifact", "log_artifact", "log_artifact", "log_artifact", "finish"]
     params = fake.calls[1][1]
     assert params["optim.name"] == "sgd" and params["trainer.epochs"] == 2
     assert [call[1] for call in fake.calls[2:4]] == [1, 2]
@@ -154,7 +154,8 @@ def test_a_run_logs_each_epoch_before_its_checkpoint_and_finishes_with_its_files
     assert fake.last_pt_at_epoch == {1: 0, 2: 1}
     rows = runs.read_metrics(tmp_path / runs.METRICS)
     assert [{"epoch": float(step), **metrics} for _, step, metrics in fake.calls[2:4]] == rows
-    assert [call[1] for call in fake.calls[4:7]] == [runs.SUMMARY, run_module.CURVES, "gradflow.png"]
+    assert [call[1] for call in fake.calls[4:8]] == [runs.SUMMARY, runs.RECORD, run_module.CURVES,
+                                                     "gradflow.png"]
     assert fake.calls[-1] == ("finish", summary["status"]) == ("finish", "completed")
 
 
