@@ -80,13 +80,19 @@ def train_task(cfg: DictConfig) -> Optional[float]:
     the objective that Hydra sweepers (Optuna) optimize.
 
     In a sweep a failing job is recorded as failed (summary.json) and the sweep goes on; a
-    single run exits non-zero.
+    single run exits non-zero. A trial of dltrain's Optuna sweeper (its hydra.job.env_set names
+    the trial) reports every epoch to its study and stops when the study's pruner says so; a
+    trial that was stopped before it finished continues from its folder's last.pt.
     """
     from hydra.core.hydra_config import HydraConfig
 
+    from dltrain import hpo
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode.name == "MULTIRUN"
+    trial = None
     try:
+        trial = hpo.trial_env(HydraConfig.get()) if sweeping else None
         config = schema.load_config(cfg)
         from dltrain.train.loop import (
             TrainingInterrupted,  # torch is imported here, not before
@@ -95,16 +101,34 @@ def train_task(cfg: DictConfig) -> Optional[float]:
 
         try:
             record = {"data_changes_allowed": data_changes_allowed} if data_changes_allowed else None
-            restart = _restart_event(run_dir, config)
+            event = _restart_event(run_dir, config)
+            callbacks = []
+            if trial is not None:
+                from hydra_plugins.dltrain_optuna._trial import continues, open_trial
+
+                reporter = open_trial(trial, run_dir, HydraConfig.get().sweeper.pruner,
+                                      config.trainer.epochs)
+                callbacks.append(reporter)
+                if event is None and continues(trial, run_dir):
+                    event = {"optuna_trial": reporter.number}
             summary = run_training(config, run_dir, console_for_job(HydraConfig.get()),
-                                   command=invocation, record=record,
-                                   resume=restart is not None, event=restart)
+                                   command=invocation, record=record, callbacks=callbacks,
+                                   resume=event is not None, event=event)
         except TrainingInterrupted as e:
             if sweeping and os.environ.get("SUBMITIT_EXECUTOR"):
                 # a cancelled cluster job (scancel): the launcher needs a result, or the whole
                 # sweep stops without its summary; the job's summary.json says interrupted
                 _say_interrupted(run_dir, e.signum)
                 return math.nan
+            if trial is not None:  # the search continues the trial, not a resume of its job
+                import signal
+
+                from dltrain.train.interrupt import exit_code
+
+                name = "Ctrl-C" if e.signum == signal.SIGINT else signal.Signals(e.signum).name
+                err_console.print(f"stopped by {name}: checkpoints/last.pt is saved; the search "
+                                  f"continues trial {trial['number']} from it", markup=False)
+                raise SystemExit(exit_code(e.signum)) from None
             interrupted(run_dir, e.signum)
     except KeyboardInterrupt:
         _remove_if_untrained(run_dir)

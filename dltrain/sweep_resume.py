@@ -1,4 +1,4 @@
-"""``dltrain resume SWEEP``: finish a grid sweep that was interrupted.
+"""``dltrain resume SWEEP``: finish a grid sweep that was interrupted, or continue a search.
 
 The sweep's own record (multirun.yaml) lists its jobs (:func:`dltrain.sweeps.sweep_jobs`):
 
@@ -10,7 +10,13 @@ The sweep's own record (multirun.yaml) lists its jobs (:func:`dltrain.sweeps.swe
   hold the same .hydra/ record as the sweep's other jobs;
 
 then the summary covers them all. Every interrupted job's resume is checked before anything
-runs. Optuna searches are refused: a study's next trials come from Optuna, not from a list.
+runs.
+
+A search with dltrain's Optuna sweeper (``dltrain -m hpo=NAME``) is continued by running the
+search again, as it was started, in the same folder and on the same study: its trials that were
+stopped before they finished continue from their last.pt, then new trials are asked for until
+the study holds ``hydra.sweeper.n_trials`` (which the resume may raise). A search by Hydra's own
+Optuna sweeper kept no study, and is refused.
 """
 
 from __future__ import annotations
@@ -18,16 +24,14 @@ from __future__ import annotations
 import contextlib
 import shlex
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from rich.console import Console
 
-from dltrain import launch, runs, sweeps
+from dltrain import hpo, launch, runs, sweeps
 from dltrain.console import console as default_console
 from dltrain.console import err_console, report
 from dltrain.errors import UserError
-
-TRACKING_ISSUE = "issue 14, experiment tracking and search"
 
 
 def resume_sweep(sweep_dir: Path, overrides: Sequence[str] = (), *, allow_changes: bool = False,
@@ -36,16 +40,20 @@ def resume_sweep(sweep_dir: Path, overrides: Sequence[str] = (), *, allow_change
     (1 when a job could not be resumed, its folder left as it was)."""
     sweep_dir = sweeps.check_sweep(Path(sweep_dir), "resume")
     quoted = shlex.quote(str(sweep_dir))
+    record = sweeps.read_record(sweep_dir)
+    sweeper = sweeps.sweeper_name(sweep_dir, record)
+    if sweeper == hpo.SWEEPER:
+        _check_one_process()
+        return continue_search(sweep_dir, record, overrides, allow_changes, console)
+    if "optuna" in sweeper:
+        raise UserError(f"{sweep_dir} is a search by Hydra's own Optuna sweeper "
+                        f"(hydra/sweeper={sweeper}), which kept no study to continue; dltrain's "
+                        "searches (dltrain -m hpo=NAME) keep theirs and resume")
     if overrides or allow_changes:
         raise UserError(f"a sweep resumes with the config its jobs started with, without overrides; "
                         f"to change a job, resume it alone: dltrain resume {quoted}/N "
                         f"{' '.join(overrides)}".rstrip())
     _check_one_process()
-    record = sweeps.read_record(sweep_dir)
-    sweeper = sweeps.sweeper_name(sweep_dir, record)
-    if "optuna" in sweeper:
-        raise UserError(f"{sweep_dir} is an Optuna search: dltrain resume finishes grid sweeps; "
-                        f"continuing a study is not supported yet ({TRACKING_ISSUE})")
     if record is None:
         raise UserError(f"{sweep_dir} has no {sweeps.RECORD}, the sweep's record of its jobs: "
                         "it cannot be resumed")
@@ -95,6 +103,92 @@ def resume_sweep(sweep_dir: Path, overrides: Sequence[str] = (), *, allow_change
                 raise
     sweeps.summarize_sweep(sweep_dir, console)
     return 1 if failures else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# a search (dltrain's Optuna sweeper)
+N_TRIALS = "hydra.sweeper.n_trials"
+# what the resume sets itself: the search's folder and study, as they are now
+PINNED = ("hydra.sweep.dir", "hydra.sweeper.storage", "hydra.sweeper.study_name", N_TRIALS)
+
+
+def continue_search(sweep_dir: Path, record: Optional[Dict[str, Any]], overrides: Sequence[str],
+                    allow_changes: bool, console: Console) -> int:
+    """Run the search of ``sweep_dir`` again, as its command started it (multirun.yaml's
+    overrides, from the folder it started in), in the same sweep folder and on the same study
+    (study.yaml); ``hydra.sweeper.n_trials=N`` is the one override taken. Hydra prints the
+    summary of every trial when it ends."""
+    quoted = shlex.quote(str(sweep_dir))
+    n_trials = [o.partition("=")[2] for o in overrides if o.startswith(f"{N_TRIALS}=")]
+    if allow_changes or len(n_trials) != len(overrides):
+        raise UserError(f"a search resumes with the config it started with; only its number of "
+                        f"trials may change: dltrain resume {quoted} {N_TRIALS}=N")
+    study_record = hpo.read_study_record(sweep_dir)
+    try:
+        hydra = record["hydra"]  # type: ignore[index]
+        hydra_overrides = [str(o) for o in hydra["overrides"]["hydra"]]
+        task_overrides = [str(o) for o in hydra["overrides"]["task"]]
+        target = int(n_trials[-1]) if n_trials else int(hydra["sweeper"]["n_trials"])
+    except (TypeError, KeyError, ValueError):
+        raise UserError(f"{sweep_dir} has no readable {sweeps.RECORD} (or {N_TRIALS}="
+                        f"{n_trials[-1] if n_trials else '?'} is not a number): the search cannot "
+                        "be run again") from None
+    if study_record is None:
+        raise UserError(f"{sweep_dir} has no {hpo.STUDY_RECORD}, the record of its study: the "
+                        "search cannot be continued")
+    url, name = study_record["storage"], study_record["study_name"]
+    trials = hpo.load_study(url, name).get_trials(deepcopy=False)
+    held = sum(hpo.counts(t) for t in trials)
+    behind = [t.number for t in trials if hpo.left_behind(t)]
+    if held >= target and not behind:
+        counts = sweeps.status_counts(sweeps.sweep_jobs(sweep_dir), noun="trial")
+        raise UserError(f"{sweep_dir} has nothing left to run: its study {name!r} holds {held} of "
+                        f"{target} trials ({counts}); to search further, raise their number: "
+                        f"dltrain resume {quoted} {N_TRIALS}={held + 10}")
+    left = f"{len(behind)} stopped before finishing (continued first: trial " \
+        f"{', '.join(map(str, behind))}), " if behind else ""
+    console.print(f"continuing the search {sweep_dir}: study {name!r} holds {held} of {target} "
+                  f"trials; {left}{max(target - held, 0)} more to run", markup=False)
+    argv = ["--multirun",
+            *(o for o in hydra_overrides if o.lstrip("+~").partition("=")[0] not in PINNED),
+            *task_overrides,
+            f"hydra.sweep.dir={hpo.quote(Path(sweep_dir).resolve())}",
+            f"hydra.sweeper.storage={hpo.quote(url)}", f"hydra.sweeper.study_name={hpo.quote(name)}",
+            f"{N_TRIALS}={target}"]
+    # relative paths of the command (data.path=...) mean what they meant where it started
+    cwd = Path(str((hydra.get("runtime") or {}).get("cwd") or "."))
+    with _working_dir(cwd if cwd.is_dir() else Path.cwd()):
+        _run_hydra(argv)
+    return 0
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    import os
+
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _run_hydra(argv: List[str]) -> None:
+    """Hydra's multirun with ``argv``, as ``dltrain -m`` runs it (launch.run_hydra, without its
+    check that the sweep folder is new)."""
+    import logging
+    import os
+    import sys
+
+    import hydra
+
+    launch._setup_hydra()
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    sys.argv = [sys.argv[0], *argv]
+    os.environ[launch.INVOCATION_ENV] = shlex.join(launch.invocation)
+    hydra.main(version_base="1.3", config_path=str(launch.config_dir()),
+               config_name="train")(launch.train_task)()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ into the sweep folder, and names the replay command of the best job. Jobs that d
 
 The list of jobs comes from the sweep's own record, multirun.yaml: for a grid (Hydra's basic
 sweeper) it is the cartesian product the sweeper computes, so a job that never started is listed
-too. Each job's status is completed, early_stopped, failed, interrupted, running (its folder's
-lock is held) or not started. No torch here: summarizing reads files only.
+too. For a search with dltrain's Optuna sweeper the list is the study's trials
+(:func:`dltrain.hpo.study_jobs`), wherever they ran. Each job's status is completed,
+early_stopped, pruned (a search's pruner stopped it), failed, interrupted, running (its folder's
+lock is held) or not started. No torch here: summarizing reads files (and a search's study) only.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ HYDRA_RECORD = Path(".hydra") / "hydra.yaml"
 NUMBERED = "${hydra.job.num}"  # train.yaml's hydra.sweep.subdir: job N lives in SWEEP/N
 
 FINISHED = ("completed", "early_stopped")
+PRUNED = "pruned"  # stopped by a search's pruner: a result, but not a candidate for best
 INTERRUPTED = "interrupted"
 RUNNING = "running"
 NOT_STARTED = "not started"
 FAILED = "failed"
 # the table's order: results first, then what is partial, pending, and failures with reasons
-STATUS_ORDER = (*FINISHED, INTERRUPTED, RUNNING, NOT_STARTED, FAILED)
+STATUS_ORDER = (*FINISHED, PRUNED, INTERRUPTED, RUNNING, NOT_STARTED, FAILED)
 
 
 def _parse_value(text: str) -> Any:
@@ -245,6 +248,11 @@ def sweep_jobs(sweep_dir: Path, strict: bool = False) -> List[Dict[str, Any]]:
     sweep_dir = check_sweep(sweep_dir)
     record = read_record(sweep_dir)
     folders = {d.name: read_job(d) for d in job_dirs(sweep_dir)}
+    if sweeper_name(sweep_dir, record) == "dltrain_optuna":  # a search: its study's trials
+        from dltrain.hpo import study_jobs
+
+        trials = study_jobs(sweep_dir, folders)
+        return trials if trials is not None else list(folders.values())
     if record is None or sweeper_name(sweep_dir, record) != "basic":
         return list(folders.values())
     try:
@@ -278,14 +286,15 @@ def _metric_keys(jobs: Sequence[Dict[str, Any]]) -> List[str]:
 
 
 def _sort(jobs: List[Dict[str, Any]], monitor_key: Optional[str], mode: str) -> List[Dict[str, Any]]:
-    """Finished jobs best first, then interrupted ones (by their best so far), then running,
-    not started and failed jobs in job order."""
+    """Finished jobs best first, then pruned and interrupted ones (by their best so far), then
+    running, not started and failed jobs in job order."""
     def key(job: Dict[str, Any]):
         status = job.get("status", FINISHED[0])  # mean ± std rows have none: finished jobs'
         rank = STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
         rank = 0 if status in FINISHED else rank
         value = job.get(monitor_key) if monitor_key else None
-        if status in (*FINISHED, INTERRUPTED) and isinstance(value, (int, float)) and not math.isnan(value):
+        if (status in (*FINISHED, PRUNED, INTERRUPTED) and isinstance(value, (int, float))
+                and not math.isnan(value)):
             return (rank, 0, value if mode == "min" else -value)
         return (rank, 1, job.get("num", 0))
 
@@ -352,7 +361,7 @@ def status_cell(job: Dict[str, Any]) -> str:
         return f"[red]failed[/]: {job.get('reason', '')}"
     if status == RUNNING:
         return f"[yellow]running[/] (process {job.get('pid')})"
-    if status in (INTERRUPTED, NOT_STARTED):
+    if status in (PRUNED, INTERRUPTED, NOT_STARTED):
         return f"[yellow]{status}[/]"
     return _fmt(status)
 

@@ -116,6 +116,11 @@ class TrainingDiverged(Exception):
     """The training loss became NaN or infinite."""
 
 
+class TrainingPruned(Exception):
+    """A hyperparameter search's pruner stopped this trial after an epoch: it is unlikely to beat
+    the search's other trials. The message says which pruner, when and at what value."""
+
+
 class TrainingInterrupted(Exception):
     """A stop was requested (Ctrl-C, SIGTERM); the state is consistent after the last step."""
 

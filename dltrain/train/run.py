@@ -72,6 +72,7 @@ from dltrain.train.loop import (
     Job,
     TrainingDiverged,
     TrainingInterrupted,
+    TrainingPruned,
     evaluate,
     fit,
     min_last_batch,
@@ -366,10 +367,18 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
     if dist.distributed:
         event = {**event, "processes": dist.world_size} if resume else event
         record = record if resume else {**record, "distributed": _launch_record(dist)}
+    # metrics.csv, TensorBoard, MLflow, ...: started from the checkpoint's history, which drops
+    # the epochs logged past last.pt; they take each epoch before the writer saves last.pt. They
+    # start before run.yaml is written, which keeps what they record (their run ids, under
+    # loggers:): one that cannot start stops the run here, before it trains or records anything
+    loggers = LoggerFanOut(build_loggers(config.logger, run_dir) if main else [])
+    loggers.start(job.state.history, to_dict(config))
+    tracking = {"loggers": ids} if (ids := loggers.record()) else {}
     if main:
         runs.write_record(run_dir, seed=config.trainer.seed, device=str(job.device),
-                          versions=versions(), command=command, extra=record,
-                          event={"from_epoch": job.state.epoch, **event} if resume else None)
+                          versions=versions(), command=command, extra={**record, **tracking},
+                          event={"from_epoch": job.state.epoch, **event, **tracking}
+                          if resume else None)
 
     n_params = count_parameters(job.model)
     outputs = f"{info.num_outputs} output{'s' if info.num_outputs != 1 else ''}"
@@ -383,10 +392,6 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
                 config.trainer.progress)
 
     writer = CheckpointWriter(run_dir, lambda: make_checkpoint(job), write=main)
-    # metrics.csv, TensorBoard, ...: started from the checkpoint's history, which drops the
-    # epochs logged past last.pt; they take each epoch before the writer saves last.pt
-    loggers = LoggerFanOut(build_loggers(config.logger, run_dir) if main else [])
-    loggers.start(job.state.history, to_dict(config))
     diagnostics = (DiagnosticsRecorder(run_dir, job.state.epoch)
                    if job.diagnostics is not None else None)
     hooks: List[Callback] = [loggers, *([diagnostics] if diagnostics else []), writer, *callbacks]
@@ -405,7 +410,8 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
             pictures = [run_dir / CURVES]
             if diagnostics is not None and job.state.history:
                 pictures.append(diagnostics.plot(title))
-            loggers.finish(status, [run_dir / runs.SUMMARY, *pictures])
+            loggers.finish(status, [run_dir / runs.SUMMARY, run_dir / runs.RECORD, *pictures],
+                           summary)
         return summary
 
     status = "completed"
@@ -421,6 +427,8 @@ def _train(config: TrainConfig, run_dir: Path, console: Console, dist: Dist, *, 
             fit(job, hooks, AgreedStop(stop, dist))
         except TrainingDiverged as e:
             status, job.state.stop_reason = "failed", str(e)
+        except TrainingPruned as e:  # a search's pruner stopped the trial after an epoch
+            status, job.state.stop_reason = "pruned", str(e)
         except TrainingInterrupted:
             writer.save_last(make_checkpoint(job))
             finish("interrupted")  # the folder still describes itself: epochs done, best so far
@@ -452,8 +460,9 @@ def summarize(job: Job, run_dir: Path, status: str, train_time: float, n_params:
     test: Dict[str, float] = {}
     best_path = run_dir / runs.CHECKPOINTS / runs.BEST
     # rank 0 wrote best.pt: it reads it and hands the weights to the other processes, which
-    # need not see its disk; the test set is then evaluated by all of them
-    if status not in ("failed", "interrupted") and job.dist.broadcast_object(best_path.exists()):
+    # need not see its disk; the test set is then evaluated by all of them. A pruned trial is
+    # not: pruning saves the search's time, and its model is no candidate
+    if status not in ("failed", "interrupted", "pruned") and job.dist.broadcast_object(best_path.exists()):
         if job.dist.is_main:
             job.model.load_state_dict(load_checkpoint(best_path, job.device)["model"])
         job.dist.broadcast_module(job.model)

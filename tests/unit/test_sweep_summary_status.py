@@ -190,11 +190,12 @@ def resume(sweep: Path, *overrides: str) -> str:
     return str(error.value)
 
 
-def test_resume_refuses_an_optuna_search(tmp_path):
+def test_resume_refuses_a_search_by_hydras_own_optuna_sweeper(tmp_path):
+    """Hydra's sweeper kept no study: there is nothing to continue (dltrain's own keeps one)."""
     sweep = tmp_path / "hpo"
     make_job(sweep / "0", ["optim.lr=0.003"], last=True, sweeper="optuna")
-    assert resume(sweep).startswith(f"{sweep} is an Optuna search: dltrain resume finishes grid "
-                                     "sweeps; continuing a study is not supported yet (issue 14")
+    assert resume(sweep).startswith(f"{sweep} is a search by Hydra's own Optuna sweeper "
+                                     "(hydra/sweeper=optuna), which kept no study to continue")
 
 
 def test_resume_refuses_overrides(mixed):
