@@ -1,4 +1,4 @@
-"""diagnostics.csv: one row per (epoch, layer, quantity), rewritten whole at every epoch."""
+"""diagnostics.csv: one row per (epoch, layer, quantity), an epoch's rows appended at its end."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
-from dltrain.atomic import atomic_write_text
+from dltrain.atomic import DiskFull, atomic_write_text, disk_full
 
 DIAGNOSTICS = "diagnostics.csv"
 HEADER = ("epoch", "layer", "quantity", "value")
@@ -33,35 +33,49 @@ QUANTITIES = {
 
 
 class DiagnosticsWriter:
-    """Keeps ``run_dir/diagnostics.csv`` as metrics.csv is kept (:class:`dltrain.loggers.csv_file.
-    CsvLogger`): the file is rewritten whole and atomically, so it is never half written, and a
-    resume drops the rows past its checkpoint's epoch."""
+    """Keeps ``run_dir/diagnostics.csv``. A run (or a resume) starts by rewriting it whole and
+    atomically with the rows of the epochs its checkpoint holds; each epoch then appends its
+    rows in one write, without the fsync of an atomic rewrite, which cost 15 times the
+    measurements themselves on a small model. A process killed inside that write can leave a
+    partial last line: the next start drops it, with the epoch it belonged to, which is trained
+    again."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / DIAGNOSTICS
-        self.rows: List[Row] = []
 
     def start(self, epochs_done: int) -> None:
         """Keep the rows of the epochs a checkpoint holds (``epoch <= epochs_done``): the epochs
         logged after it are trained again."""
         old = read_rows(self.path) if self.path.is_file() else []
-        self.rows = [row for row in old if row[0] <= epochs_done]
-        self._save()
+        atomic_write_text(self.path, _text([HEADER], [row for row in old if row[0] <= epochs_done]))
 
     def write(self, rows: Iterable[Row]) -> None:
-        self.rows.extend(rows)
-        self._save()
+        text = _text([], rows)
+        try:
+            with open(self.path, "a", newline="") as f:
+                f.write(text)
+        except OSError as e:
+            if disk_full(e):
+                raise DiskFull(self.path, len(text)) from None
+            raise
 
-    def _save(self) -> None:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(HEADER)
-        writer.writerows((int(e), layer, q, repr(float(v))) for e, layer, q, v in self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+
+def _text(header: List[Tuple[str, ...]], rows: Iterable[Row]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows(header)
+    writer.writerows((int(e), layer, q, repr(float(v))) for e, layer, q, v in rows)
+    return buf.getvalue()
 
 
 def read_rows(path: Path) -> List[Row]:
-    """diagnostics.csv's rows, typed."""
+    """diagnostics.csv's rows, typed; a line cut short (a process killed while appending) is
+    left out."""
+    rows = []
     with open(path, newline="") as f:
-        return [(int(r["epoch"]), r["layer"], r["quantity"], float(r["value"]))
-                for r in csv.DictReader(f)]
+        for r in csv.DictReader(f):
+            try:
+                rows.append((int(r["epoch"]), r["layer"], r["quantity"], float(r["value"])))
+            except (TypeError, ValueError):
+                continue
+    return rows

@@ -355,6 +355,16 @@ def test_a_resume_drops_the_rows_past_its_checkpoint(tmp_path):
                         (2, "0", "grad_norm", 1.0), (2, "head.0", "weight_norm", 1e-8)]
 
 
+def test_a_line_cut_short_by_a_kill_is_dropped_at_the_next_start(tmp_path):
+    writer = DiagnosticsWriter(tmp_path)
+    writer.start(0)
+    writer.write([(1, "0", "grad_norm", 0.5)])
+    with open(tmp_path / DIAGNOSTICS, "a") as f:
+        f.write("2,0,grad_n")  # killed while appending epoch 2, before its checkpoint
+    DiagnosticsWriter(tmp_path).start(1)
+    assert (tmp_path / DIAGNOSTICS).read_text() == "epoch,layer,quantity,value\n1,0,grad_norm,0.5\n"
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn", "rnn", "lstm", "gru"])
 def test_gradflow_png_for_every_model_family(make_config, tmp_path, name):
     torch.manual_seed(0)
