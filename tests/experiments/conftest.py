@@ -1,28 +1,30 @@
-"""The runs that several experiment tests inspect, trained once per session.
+"""The runs that several experiment tests inspect, made once per session.
 
-Each ``dltrain`` subprocess spends seconds importing torch, so runs are shared between the tests
-that inspect them, and independent commands start together, in two waves: the first trains from
-scratch, the second starts from the finished dropout run (replays and a resume).
+The runs that tests only read (``trained``) are trained in this process: the command that trains
+is tested where it is the subject (test_sweeps, test_signals, test_ddp, tests/cli). What
+``second_wave`` runs from the finished dropout run is under test: the replays go through
+Hydra's command line, in subprocesses started together; the resume runs here, through the
+command's own entry point, while they import torch.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
-from .helpers import (DROPOUT, EPOCHS, EXTENDED, REPLAY_LR, TINY, assert_ok, load_weights,
-                      new_run_folders, read_csv, read_json, read_yaml, run_together)
+from .helpers import (DROPOUT, EPOCHS, EXTENDED, REPLAY_LR, TINY, assert_ok, dltrain_here,
+                      finish, load_weights, new_run_folders, read_csv, read_json, read_yaml,
+                      start, train_here)
 
 
 @dataclass
 class FinishedRun:
-    proc: subprocess.CompletedProcess
     run_dir: Path
+    stdout: str  # what training printed
 
 
 @dataclass
@@ -32,19 +34,20 @@ class Trained:
     regression: FinishedRun  # data=diabetes, 2 epochs
 
 
+def trained_run(overrides: List[str], run_dir: Path) -> FinishedRun:
+    return FinishedRun(run_dir, train_here(overrides, run_dir))
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     cwd = tmp_path_factory.mktemp("trained")
-    dirs = {name: cwd / name for name in ("dropout", "straight", "regression")}
-    procs = run_together([
-        ([*DROPOUT, f"trainer.epochs={EPOCHS}", f"hydra.run.dir={dirs['dropout']}"], cwd),
+    return Trained(
+        dropout=trained_run([*DROPOUT, f"trainer.epochs={EPOCHS}"], cwd / "dropout"),
         # TensorBoard only adds files: the straight run must still match the resumed one
-        ([*DROPOUT, f"trainer.epochs={EXTENDED}", "logger=tensorboard",
-          f"hydra.run.dir={dirs['straight']}"], cwd),
-        ([*TINY, "data=diabetes", "trainer.epochs=2", f"hydra.run.dir={dirs['regression']}"], cwd),
-    ])
-    return Trained(*(FinishedRun(assert_ok(proc), run_dir)
-                     for proc, run_dir in zip(procs, dirs.values())))
+        straight=trained_run([*DROPOUT, f"trainer.epochs={EXTENDED}", "logger=tensorboard"],
+                             cwd / "straight"),
+        regression=trained_run([*TINY, "data=diabetes", "trainer.epochs=2"], cwd / "regression"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -108,14 +111,18 @@ def second_wave(trained: Trained, tmp_path_factory) -> SecondWave:
     plain_cwd, hydra_cwd, lr_cwd = (tmp_path_factory.mktemp(name)
                                     for name in ("replay", "replay_hydra", "replay_lr"))
     hydra_dir = hydra_cwd / "run"
-    resume, plain, hydra, new_lr = run_together([
-        (["resume", str(resumed), f"trainer.epochs={EXTENDED}"], resume_cwd),
+    procs = [start(args, cwd) for args, cwd in (
         (["replay", str(run)], plain_cwd),
         (["--config-path", str(run / ".hydra"), "--config-name", "config",
           f"hydra.run.dir={hydra_dir}"], hydra_cwd),
         (["replay", str(run), f"optim.lr={REPLAY_LR}"], lr_cwd),
-    ])
-    for proc in (resume, plain, hydra, new_lr):
+    )]
+    try:
+        resume = assert_ok(dltrain_here(["resume", str(resumed), f"trainer.epochs={EXTENDED}"],
+                                        resume_cwd))
+    finally:
+        plain, hydra, new_lr = (finish(p) for p in procs)
+    for proc in (plain, hydra, new_lr):
         assert_ok(proc)
     folders = []
     for cwd in (plain_cwd, lr_cwd):

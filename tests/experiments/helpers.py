@@ -1,20 +1,28 @@
-"""Helpers for the experiment-command tests: the real ``dltrain`` in subprocesses.
+"""Helpers for the experiment-command tests: the real ``dltrain``, in subprocesses or in this
+process.
 
-Every subprocess runs with ``cwd`` inside a temporary folder and, where the command takes one, an
-explicit ``hydra.run.dir`` or ``hydra.sweep.dir`` there. Independent commands are started
-together (``run_together``): each one spends seconds importing torch, and the tests run on two
-CPU cores.
+A subprocess spends seconds importing torch: it is kept for what is about the process (an exit
+status, a signal, torchrun, Hydra's command line and launchers, what a pipe receives). A run
+that a test only needs as a folder is trained here (``train_here``), and the subcommands that do
+not start Hydra (eval, predict, export, resume, summary, check) run here through ``cli.main``,
+the code the installed command runs (``dltrain_here``).
+
+Every command runs with ``cwd`` inside a temporary folder and, where the command takes one, an
+explicit ``hydra.run.dir`` or ``hydra.sweep.dir`` there. Independent subprocesses are started
+together (``run_together``): the tests run on two CPU cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import yaml
 
@@ -91,6 +99,90 @@ def run_together(
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# in this process
+@contextlib.contextmanager
+def working_dir(path: Path) -> Iterator[None]:
+    """``cwd`` for a command run here: relative paths, outputs/ and run.yaml's git state (None
+    in a temporary folder) are read from it."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@contextlib.contextmanager
+def torch_state_kept() -> Iterator[None]:
+    """What a run changes for the whole process (every generator, deterministic algorithms, the
+    thread count), put back afterwards: no later test depends on the runs before it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    torch_rng, np_rng, py_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.set_num_threads(threads)
+        torch.set_rng_state(torch_rng)
+        np.random.set_state(np_rng)
+        random.setstate(py_rng)
+
+
+# the subcommands that never start Hydra: replay and training go through Hydra's command line,
+# which configures logging for the whole process, so they run in subprocesses
+IN_PROCESS = ("eval", "predict", "export", "resume", "summary", "check")
+
+
+def dltrain_here(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``dltrain ARGS`` in ``cwd``, in this process, through ``cli.main`` (which turns a
+    UserError into one line on stderr and exit 2): the exit status and what it printed, as
+    ``dltrain`` would return them."""
+    from dltrain import cli, launch
+    from dltrain.sweeps import is_sweep
+
+    assert args and args[0] in IN_PROCESS, f"dltrain {args[0]} starts Hydra: run it with dltrain()"
+    assert not (args[0] == "resume" and len(args) > 1 and is_sweep(Path(cwd, args[1]))), \
+        "resuming a sweep starts Hydra's jobs: run it with dltrain()"
+    out, err = io.StringIO(), io.StringIO()
+    invocation, code = list(launch.invocation), 0
+    with working_dir(cwd), torch_state_kept(), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            launch.invocation[:] = invocation
+    return subprocess.CompletedProcess(["dltrain", *args], code, out.getvalue(), err.getvalue())
+
+
+def train_here(overrides: Sequence[str], run_dir: Path, cwd: Path | None = None) -> str:
+    """A run trained in this process, as ``dltrain OVERRIDES hydra.run.dir=RUN_DIR`` trains it
+    (the same composition, validation and ``run_training``), for tests that need a run folder
+    and not the command that made it. Returns what it printed."""
+    from rich.console import Console
+
+    from dltrain.launch import compose
+    from dltrain.train.run import run_training
+
+    run_dir = Path(run_dir).absolute()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    with working_dir(cwd or run_dir.parent), torch_state_kept():
+        config = compose(list(overrides))
+        run_training(config, run_dir, Console(file=out, width=240, highlight=False, soft_wrap=True),
+                     command=["dltrain", *overrides, f"hydra.run.dir={run_dir}"])
+    return out.getvalue()
 
 
 def describe(proc: subprocess.CompletedProcess) -> str:

@@ -1,14 +1,18 @@
-"""``dltrain check``: compose, validate and build without training or writing anything."""
+"""``dltrain check``: compose, validate and build without training or writing anything.
+
+The build runs in this process, through the command's entry point; the mistake, which answers
+before torch is imported, in a real process.
+"""
 
 from __future__ import annotations
 
 import re
 
-from .helpers import assert_ok, assert_user_error, dltrain
+from .helpers import assert_ok, assert_user_error, dltrain, dltrain_here
 
 
 def test_check_builds_the_model_and_writes_nothing(tmp_path):
-    proc = assert_ok(dltrain(["check", "model=cnn", "trainer.device=cpu"], tmp_path))
+    proc = assert_ok(dltrain_here(["check", "model=cnn", "trainer.device=cpu"], tmp_path))
     match = re.search(r"config ok: ([\d,]+) parameters, device cpu", proc.stdout)
     assert match, proc.stdout
     parameters = int(match.group(1).replace(",", ""))

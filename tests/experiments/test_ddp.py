@@ -1,6 +1,9 @@
 """DDP under torchrun (gloo, two CPU processes) and under srun's environment: the same maths as
 one process with the global batch, one run folder, checkpoints that cross between the two, a
-failing rank that ends the job, SIGTERM and elastic restarts that resume exactly."""
+failing rank that ends the job, SIGTERM and elastic restarts that resume exactly.
+
+Every job of two processes is real; the one-process side of a comparison (a run, a resume, an
+eval) runs in this process, while the job's processes import torch."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
@@ -18,8 +22,9 @@ import torch
 
 from tests.data.data_support import write_image_folder
 
-from .helpers import (TRAIN_TIMEOUT_S, assert_ok, cli_env, describe, dltrain, dltrain_cmd, finish,
-                      load_weights, new_run_folders, read_csv, read_json, read_yaml)
+from .helpers import (TRAIN_TIMEOUT_S, assert_ok, cli_env, describe, dltrain_cmd, dltrain_here,
+                      finish, load_weights, new_run_folders, read_csv, read_json, read_yaml,
+                      train_here)
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +81,11 @@ def pair(tmp_path_factory):
     # strategy=ddp stated: its resume in one process (below) must still be allowed
     ddp = run(torchrun("-m", "dltrain", *RUN, f"trainer.epochs={EPOCHS}", "trainer.strategy=ddp"),
               root / "ddp", timeout=None)
-    assert_ok(dltrain([*RUN, f"trainer.epochs={EPOCHS}", f"hydra.run.dir={one}"], root))
-    assert_ok(finish(ddp))
+    try:
+        train_here([*RUN, f"trainer.epochs={EPOCHS}"], one)
+    finally:
+        ddp = finish(ddp)
+    assert_ok(ddp)
     folders = new_run_folders(root / "ddp")
     assert len(folders) == 1, folders  # one folder for both processes
     return folders[0], one
@@ -106,13 +114,16 @@ def test_checkpoints_cross_between_ddp_and_one_process(pair, tmp_path):
     subprocess.run(["cp", "-r", str(ddp), str(a)], check=True)
     subprocess.run(["cp", "-r", str(one), str(b)], check=True)
     extend = f"trainer.epochs={EPOCHS + 1}"
-    in_one = run(dltrain_cmd("resume", str(a), extend), tmp_path, timeout=None)
     in_two = run(torchrun("-m", "dltrain", "resume", str(b), extend), tmp_path, timeout=None)
-    assert_ok(finish(in_one))
-    assert_ok(finish(in_two))
+    try:
+        in_one = dltrain_here(["resume", str(a), extend], tmp_path)
+    finally:
+        in_two = finish(in_two)
+    assert_ok(in_one)
+    assert_ok(in_two)
     assert_same_weights(a / "checkpoints" / "last.pt", b / "checkpoints" / "last.pt", atol=1e-5)
     assert read_json(b / "summary.json")["processes"] == 2
-    assert_ok(dltrain(["eval", str(a)], tmp_path))
+    assert_ok(dltrain_here(["eval", str(a)], tmp_path))
     assert read_json(a / "eval_test.json")["test_acc"] > 0.5
 
 
@@ -147,21 +158,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_srun_environment_starts_a_ddp_job(pair, tmp_path):
-    """Two processes with the variables srun sets for a step of two tasks (no torchrun)."""
+def srun(args: Sequence[str], cwd: Path) -> List[subprocess.Popen]:
+    """Two ``dltrain`` processes with the variables srun sets for a step of two tasks (no
+    torchrun), started in the background."""
     port = str(free_port())
     procs = []
     for rank in (0, 1):
         env = {**cli_env(), "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_PROCID": str(rank),
                "SLURM_LOCALID": str(rank), "SLURM_NODELIST": "localhost", "SLURM_JOB_NAME": "dltrain",
                "MASTER_PORT": port}
-        procs.append(run(dltrain_cmd(*RUN, f"trainer.epochs={EPOCHS}"), tmp_path, env=env, timeout=None))
-    for proc in procs:
-        assert_ok(finish(proc))
-    folders = new_run_folders(tmp_path)
-    assert len(folders) == 1, folders
-    assert read_yaml(folders[0] / "run.yaml")["distributed"]["launcher"] == "slurm"
-    assert_same_weights(folders[0] / "checkpoints" / "last.pt", pair[0] / "checkpoints" / "last.pt", atol=0)
+        procs.append(run(dltrain_cmd(*args), cwd, env=env, timeout=None))
+    return procs
 
 
 STREAMED = ["model=cnn", "data=image_folder", "data.image_size=8", "data.max_memory_mb=0",
@@ -169,27 +176,64 @@ STREAMED = ["model=cnn", "data=image_folder", "data.image_size=8", "data.max_mem
             "trainer.device=cpu", "regularization.dropout=0.2"]
 
 
-def test_sigterm_stops_a_streamed_ddp_job_and_its_resume_matches(tmp_path):
-    """SIGTERM to the torchrun agent inside epoch 2: rank 0 writes last.pt once, inside the epoch;
-    the resumed two-process job ends with the weights of one never stopped (data streamed from
-    disk and sharded per process, dropout drawing in every step)."""
-    images = write_image_folder(tmp_path / "imgs", per_class=60)
+@dataclass
+class Streamed:
+    """One streamed job (data from disk, sharded per process; dropout drawing in every step)
+    trained twice side by side: stopped by SIGTERM under torchrun, and start to end by two
+    processes launched as srun launches them."""
+
+    cwd: Path
+    stopped: Path
+    stopped_proc: subprocess.CompletedProcess  # the torchrun agent that got the signal
+    straight: Path  # the srun job's folder, never stopped
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory) -> Streamed:
+    """SIGTERM goes to the torchrun agent as soon as epoch 1's last.pt exists, so it lands inside
+    epoch 2."""
+    cwd = tmp_path_factory.mktemp("streamed")
+    images = write_image_folder(cwd / "imgs", per_class=60)
     args = [*STREAMED, f"data.path={images}"]
-    stopped, straight = tmp_path / "stopped", tmp_path / "straight"
-    agent = run(torchrun("-m", "dltrain", *args, f"hydra.run.dir={stopped}"), tmp_path, timeout=None)
-    reference = run(torchrun("-m", "dltrain", *args, f"hydra.run.dir={straight}"), tmp_path, timeout=None)
+    (cwd / "srun").mkdir()
+    stopped = cwd / "stopped"
+    agent = run(torchrun("-m", "dltrain", *args, f"hydra.run.dir={stopped}"), cwd, timeout=None)
+    reference = srun(args, cwd / "srun")
     last = stopped / "checkpoints" / "last.pt"
     deadline = time.monotonic() + TRAIN_TIMEOUT_S
     while not last.exists() and agent.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     agent.send_signal(signal.SIGTERM)
     out = finish(agent)
-    assert_ok(finish(reference))
+    for proc in reference:
+        assert_ok(finish(proc))
+    folders = new_run_folders(cwd / "srun")
+    assert len(folders) == 1, folders  # one folder for both processes
+    return Streamed(cwd, stopped, out, folders[0])
+
+
+def test_srun_environment_starts_a_ddp_job(streamed):
+    """Two processes with the variables srun sets (no torchrun) train one job in one folder (the
+    fixture) and record how it was launched; the resumed torchrun job below ends with its
+    weights, so the two launchers train the same maths."""
+    summary = read_json(streamed.straight / "summary.json")
+    assert summary["status"] == "completed" and summary["processes"] == 2
+    distributed = read_yaml(streamed.straight / "run.yaml")["distributed"]
+    assert (distributed["launcher"], distributed["processes"]) == ("slurm", 2)
+
+
+def test_sigterm_stops_a_streamed_ddp_job_and_its_resume_matches(streamed):
+    """SIGTERM to the torchrun agent inside epoch 2: rank 0 writes last.pt once, inside the epoch;
+    the resumed two-process job ends with the weights of one never stopped (here the srun job,
+    which so also trains the weights of a torchrun job)."""
+    stopped, out = streamed.stopped, streamed.stopped_proc
     assert out.stderr.count("checkpoints/last.pt is saved") == 1, describe(out)
+    last = stopped / "checkpoints" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["batch"] > 0, "the signal was meant to land inside epoch 2"
     assert read_json(stopped / "summary.json")["status"] == "interrupted"
-    assert_ok(run(torchrun("-m", "dltrain", "resume", str(stopped)), tmp_path))
+    assert_ok(run(torchrun("-m", "dltrain", "resume", str(stopped)), streamed.cwd))
+    straight = streamed.straight
     assert_same_weights(last, straight / "checkpoints" / "last.pt", atol=0)
     for a, b in zip(read_csv(stopped / "metrics.csv"), read_csv(straight / "metrics.csv")):
         assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), abs=1e-6)

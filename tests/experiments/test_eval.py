@@ -1,5 +1,9 @@
 """``dltrain eval``: the saved model on its test or validation split, in detail, with the same
-numbers as the run's own summary."""
+numbers as the run's own summary.
+
+The command runs in this process, through its entry point (``cli.main``): what it computes and
+writes is under test here, not the process (tests/cli runs ``dltrain eval`` as one).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import EPOCHS, assert_ok, read_csv, read_json, run_together
+from .helpers import EPOCHS, assert_ok, dltrain_here, read_csv, read_json
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +41,12 @@ def evals(trained, tmp_path_factory) -> Evals:
     copy = cwd / "copy" / "checkpoints" / "last.pt"
     copy.parent.mkdir(parents=True)
     shutil.copy(run / "checkpoints" / "last.pt", copy)
-    test, val, regression, run_val = run_together([
-        (["eval", str(run)], cwd),
-        (["eval", str(copy), "--split", "val"], cwd),
-        (["eval", str(regression_dir)], cwd),
-        (["eval", str(run), "--split", "val"], cwd),
-    ])
+    test, val, regression, run_val = (dltrain_here(args, cwd) for args in (
+        ["eval", str(run)],
+        ["eval", str(copy), "--split", "val"],
+        ["eval", str(regression_dir)],
+        ["eval", str(run), "--split", "val"],
+    ))
     for proc in (test, val, regression, run_val):
         assert_ok(proc)
     return Evals(test=read_json(run / "eval_test.json"), test_stdout=test.stdout,
@@ -86,7 +90,7 @@ def test_eval_reports_every_digit_class(evals):
 def test_confusion_matrix_covers_the_test_split_and_agrees_with_accuracy(dropout_run, evals):
     """The report's predictions are of the same model on the same split as test_acc."""
     cm = evals.test["confusion_matrix"]
-    n_test = split_sizes(dropout_run.proc.stdout)["test"]
+    n_test = split_sizes(dropout_run.stdout)["test"]
     assert len(cm) == 10 and all(len(row) == 10 for row in cm)
     total = sum(map(sum, cm))
     assert total == n_test == evals.test["samples"]
@@ -103,7 +107,7 @@ def test_eval_of_a_checkpoint_on_the_val_split(dropout_run, evals):
     assert int(row["epoch"]) == val["epoch"] == EPOCHS
     assert val["val_acc"] == pytest.approx(float(row["val_acc"]), abs=1e-9)
     assert val["val_loss"] == pytest.approx(float(row["val_loss"]), abs=1e-9)
-    assert val["samples"] == split_sizes(dropout_run.proc.stdout)["val"]
+    assert val["samples"] == split_sizes(dropout_run.stdout)["val"]
     assert sum(map(sum, val["confusion_matrix"])) == val["samples"]
     assert "val split" in evals.val_stdout
     assert f"wrote {Path(val['checkpoint']).parent.parent / 'eval_val.json'}" in evals.val_stdout

@@ -2,12 +2,15 @@
 run's export/ folder, one MODEL.md describing all three; and the one-line refusals.
 
 Each format's numbers are checked against the PyTorch model in tests/unit/test_export.py; here
-the command, its files and its card are.
+the command, its files and its card are. The command runs in this process, through its entry
+point (``cli.main``), on a copy of the session's digits run: a process of its own would only add
+seconds of importing torch to each export.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Dict
 
 import pytest
 
-from .helpers import TINY, assert_ok, assert_user_error, dltrain, read_json, run_together
+from .helpers import assert_ok, assert_user_error, dltrain_here, read_json
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +32,12 @@ class Exported:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Exported:
+def exported(dropout_run, tmp_path_factory) -> Exported:
     cwd = tmp_path_factory.mktemp("export")
     run_dir = cwd / "run"
-    assert_ok(dltrain([*TINY, "trainer.epochs=1", f"hydra.run.dir={run_dir}"], cwd))
+    shutil.copytree(dropout_run.run_dir, run_dir)  # the shared run stays without export/
     # one after the other, as a user would: each rewrites the same MODEL.md
-    procs = {fmt: dltrain(["export", str(run_dir), "--format", fmt], cwd) for fmt in FORMATS}
+    procs = {fmt: dltrain_here(["export", str(run_dir), "--format", fmt], cwd) for fmt in FORMATS}
     return Exported(run_dir, procs)
 
 
@@ -64,11 +67,11 @@ def test_the_card_describes_the_model_and_every_export(exported):
 
 def test_unknown_formats_and_torchscript_are_one_line_errors(exported, tmp_path):
     run = str(exported.run_dir)
-    torchscript, foo, missing = run_together([
-        (["export", run, "--format", "torchscript"], tmp_path),
-        (["export", run, "--format", "foo"], tmp_path),
-        (["export", str(tmp_path / "nothing")], tmp_path),
-    ])
+    torchscript, foo, missing = (dltrain_here(args, tmp_path) for args in (
+        ["export", run, "--format", "torchscript"],
+        ["export", run, "--format", "foo"],
+        ["export", str(tmp_path / "nothing")],
+    ))
     assert_user_error(torchscript, "TorchScript is deprecated", "--format pt2")
     assert_user_error(foo, "--format foo is not known; known: onnx, safetensors, pt2")
     assert_user_error(missing, "no run folder or checkpoint at")

@@ -3,6 +3,9 @@
 A run on a CSV file given by a relative path is evaluated, replayed and resumed from another
 directory; after rows are appended to the file, each of those commands stops with one line naming
 the file, unless --allow-data-change, which is recorded.
+
+The runs are trained in this process, from their home folder, and eval and resume run here
+through the command's entry point; replays go through Hydra's command line, in subprocesses.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import (TINY, assert_ok, assert_user_error, describe, new_run_folders,
-                      read_json, read_yaml, run_together)
+from .helpers import (TINY, assert_ok, assert_user_error, describe, dltrain_here, finish,
+                      new_run_folders, read_json, read_yaml, start, train_here)
 
 pytestmark = pytest.mark.slow
 
@@ -26,16 +29,13 @@ def people_csv(path: Path, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def csv_runs(tmp_path_factory):
-    """Two runs on CSV files given by a relative path, trained together: one is moved around,
-    the other has its data changed."""
+    """Two runs on CSV files given by a relative path: one is moved around, the other has its
+    data changed."""
     homes = [tmp_path_factory.mktemp(name) for name in ("portable", "drifting")]
     for home in homes:
         people_csv(home / "people.csv", 200)
-    procs = run_together([([*TINY, "data=csv", "data.path=people.csv", "data.target=label",
-                            "trainer.epochs=1", f"hydra.run.dir={home / 'run'}"], home)
-                          for home in homes])
-    for proc in procs:
-        assert_ok(proc)
+        train_here([*TINY, "data=csv", "data.path=people.csv", "data.target=label",
+                    "trainer.epochs=1"], home / "run", cwd=home)
     return [home / "run" for home in homes]
 
 
@@ -55,12 +55,15 @@ def test_eval_replay_and_resume_work_from_another_directory(csv_run, tmp_path):
     elsewhere, failing = tmp_path / "elsewhere", tmp_path / "failing"
     elsewhere.mkdir()
     failing.mkdir()
-    ev, replay, resume, missing = run_together([
-        (["eval", str(csv_run)], elsewhere),
+    procs = [start(args, cwd) for args, cwd in (
         (["replay", str(csv_run)], elsewhere),
-        (["resume", str(copy), "trainer.epochs=2"], elsewhere),
         (["replay", str(csv_run), "data.path=nothere.csv"], failing),
-    ])
+    )]
+    try:
+        ev, resume = (dltrain_here(args, elsewhere) for args in (
+            ["eval", str(csv_run)], ["resume", str(copy), "trainer.epochs=2"]))
+    finally:
+        replay, missing = (finish(p) for p in procs)
     for proc in (ev, replay, resume):
         assert_ok(proc)
     assert_user_error(missing, "nothere.csv")
@@ -77,13 +80,18 @@ def test_changed_data_stops_eval_replay_and_resume_unless_allowed(csv_runs, tmp_
     people_csv(data, 350)  # 150 rows more than the run trained on
     replay_cwd = tmp_path / "replay"
     replay_cwd.mkdir()
-    ev, allowed, resume, replay, allowed_replay = run_together([
-        (["eval", str(run)], tmp_path),
-        (["eval", str(run), "--split", "val", "--allow-data-change"], tmp_path),
-        (["resume", str(run), "trainer.epochs=2"], tmp_path),
+    procs = [start(args, cwd) for args, cwd in (
         (["replay", str(run)], tmp_path),
         (["replay", str(run), "--allow-data-change"], replay_cwd),
-    ])
+    )]
+    try:
+        ev, allowed, resume = (dltrain_here(args, tmp_path) for args in (
+            ["eval", str(run)],
+            ["eval", str(run), "--split", "val", "--allow-data-change"],
+            ["resume", str(run), "trainer.epochs=2"],
+        ))
+    finally:
+        replay, allowed_replay = (finish(p) for p in procs)
     for proc in (ev, resume, replay):
         assert_user_error(proc, f"{data} changed", "--allow-data-change")
         assert len(proc.stderr.strip().splitlines()) == 1, describe(proc)

@@ -1,9 +1,13 @@
-"""``dltrain predict RUN INPUT``: the real command on runs trained by the real command.
+"""``dltrain predict RUN INPUT``: the command on runs trained by ``run_training``.
 
 The run's own test rows, written to a CSV of their own, give exactly the accuracy ``dltrain
 eval`` reports; the output CSV has its documented columns, to a file or to standard output; bad
 input is one line and leaves no file behind; a checkpoint without a preprocessing record, or one
 that would run code, is refused.
+
+The runs are trained in this process, and most commands run here through the command's entry
+point; two run as real processes, for what only a process shows: standard output that carries
+the CSV alone, and a bad input's exit status.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from .helpers import (TINY, assert_ok, assert_user_error, read_csv, read_json, read_yaml,
-                      run_together)
+from .helpers import (TINY, assert_ok, assert_user_error, dltrain_here, finish, read_csv,
+                      read_json, read_yaml, start, train_here)
 
 pytestmark = pytest.mark.slow
 
@@ -120,28 +124,25 @@ def runs(tmp_path_factory) -> Runs:
     prices = prices_csv(cwd / "prices.csv")
     images = image_folder(cwd / "imgs")
     found = Runs(cwd, cwd / "people", cwd / "prices", cwd / "images", images)
-    for proc in run_together([
-        ([*TINY, "data=csv", f"data.path={data}", "data.target=label", "trainer.epochs=3",
-          f"hydra.run.dir={found.people}"], cwd),
-        ([*TINY, "data=csv", f"data.path={prices}", "data.target=price", "trainer.epochs=2",
-          f"hydra.run.dir={found.prices}"], cwd),
-        ([*TINY[1:], "data=image_folder", f"data.path={images}", "data.image_size=8",
-          "data.num_workers=0", "model=cnn", "model.channels=[4]", "model.hidden_size=8",
-          "trainer.epochs=2", f"hydra.run.dir={found.images}"], cwd),
-    ]):
-        assert_ok(proc)
+    train_here([*TINY, "data=csv", f"data.path={data}", "data.target=label", "trainer.epochs=3"],
+               found.people)
+    train_here([*TINY, "data=csv", f"data.path={prices}", "data.target=price", "trainer.epochs=2"],
+               found.prices)
+    train_here([*TINY[1:], "data=image_folder", f"data.path={images}", "data.image_size=8",
+                "data.num_workers=0", "model=cnn", "model.channels=[4]", "model.hidden_size=8",
+                "trainer.epochs=2"], found.images)
     return found
 
 
 @dataclass
 class Predictions:
     to_file: subprocess.CompletedProcess
-    to_stdout: subprocess.CompletedProcess
+    to_stdout: subprocess.CompletedProcess  # a real process: its stdout is a pipe
     eval: subprocess.CompletedProcess
     regression: subprocess.CompletedProcess
     regression_eval: subprocess.CompletedProcess
     images: subprocess.CompletedProcess
-    unseen: subprocess.CompletedProcess  # a CSV with a colour not seen in training
+    unseen: subprocess.CompletedProcess  # a real process: a CSV with a colour not seen in training
     test_csv: Path
     rows: int
     out: Path
@@ -154,16 +155,24 @@ def predictions(runs: Runs) -> Predictions:
     rows = write_test_rows(runs.people, test_csv)
     (cwd / "unseen.csv").write_text(BAD_INPUTS["unseen_category"][0])
     write_test_rows(runs.prices, prices_test)
-    procs = run_together([
-        (["predict", str(runs.people), str(test_csv), "--out", "preds.csv"], cwd),
-        (["predict", str(runs.people), str(test_csv), "--batch-size", "7"], cwd),
-        (["eval", str(runs.people)], cwd),
-        (["predict", str(runs.prices), str(prices_test), "--out", "prices_preds.csv"], cwd),
-        (["eval", str(runs.prices)], cwd),
-        (["predict", str(runs.images), str(runs.image_dir), "--out", "image_preds.csv"], cwd),
-        (["predict", str(runs.people), "unseen.csv", "--out", "unseen_preds.csv"], cwd),
-    ])
-    return Predictions(*procs, test_csv=test_csv, rows=rows, out=cwd / "preds.csv")
+    # the real processes start first and import torch while the rest runs here
+    procs = [start(args, cwd) for args in (
+        ["predict", str(runs.people), str(test_csv), "--batch-size", "7"],
+        ["predict", str(runs.people), "unseen.csv", "--out", "unseen_preds.csv"],
+    )]
+    try:
+        to_file, eval_, regression, regression_eval, images = (dltrain_here(args, cwd) for args in (
+            ["predict", str(runs.people), str(test_csv), "--out", "preds.csv"],
+            ["eval", str(runs.people)],
+            ["predict", str(runs.prices), str(prices_test), "--out", "prices_preds.csv"],
+            ["eval", str(runs.prices)],
+            ["predict", str(runs.images), str(runs.image_dir), "--out", "image_preds.csv"],
+        ))
+    finally:
+        to_stdout, unseen = (finish(p) for p in procs)
+    return Predictions(to_file=to_file, to_stdout=to_stdout, eval=eval_, regression=regression,
+                       regression_eval=regression_eval, images=images, unseen=unseen,
+                       test_csv=test_csv, rows=rows, out=cwd / "preds.csv")
 
 
 def test_predict_on_the_test_rows_gives_eval_s_accuracy(runs, predictions):

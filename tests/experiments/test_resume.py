@@ -2,6 +2,8 @@
 that never stopped; changes that alter the maths are refused unless accepted.
 
 The runs compared are trained once per session by ``trained`` and ``second_wave`` (conftest.py).
+The resumes run in this process, through the command's entry point (``cli.main``, which exits
+with the status the command would).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import shutil
 
 import pytest
 
-from .helpers import (EPOCHS, EXTENDED, assert_ok, assert_user_error, dltrain, read_csv, read_json,
-                      read_yaml, run_together, without_timing)
+from .helpers import (EPOCHS, EXTENDED, assert_ok, assert_user_error, dltrain, dltrain_here,
+                      read_csv, read_json, read_yaml, without_timing)
 
 pytestmark = pytest.mark.slow
 
@@ -66,22 +68,22 @@ NEW_LR = 0.5  # the run trains with Adam's default, 0.001
 
 @pytest.fixture(scope="module")
 def attempts(resumed_pair, tmp_path_factory):
-    """Resumes of the finished run, started together: without extending it (as is, and asking
-    for fewer epochs), with a changed learning rate, and with that change accepted. The ones
-    that may write into the run work on copies of it."""
+    """Resumes of the finished run: without extending it (as is, and asking for fewer epochs),
+    with a changed learning rate, and with that change accepted. The ones that may write into
+    the run work on copies of it."""
     run = resumed_pair.resumed_dir
     copies = {}
     for name in ("shorter", "accepted"):
         copies[name] = tmp_path_factory.mktemp(name) / "run"
         shutil.copytree(run, copies[name])
     more = f"trainer.epochs={EXTENDED + 1}"
-    finished, shorter, refused, accepted = run_together([
+    finished, shorter, refused, accepted = (dltrain_here(args, cwd) for args, cwd in (
         (["resume", str(run)], resumed_pair.cwd),
         (["resume", str(copies["shorter"]), f"trainer.epochs={EPOCHS}"], copies["shorter"].parent),
         (["resume", str(run), f"optim.lr={NEW_LR}", more], resumed_pair.cwd),
         (["resume", str(copies["accepted"]), f"optim.lr={NEW_LR}", more, "--allow-changes"],
          copies["accepted"].parent),
-    ])
+    ))
     return {"finished": finished, "shorter": shorter, "refused": refused, "accepted": accepted,
             "copies": copies}
 

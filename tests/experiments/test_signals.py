@@ -1,5 +1,8 @@
 """SIGTERM and Ctrl-C stop training cleanly: last.pt is saved, the resume command printed, and
-the exit status follows the shell's convention (128 + signal number)."""
+the exit status follows the shell's convention (128 + signal number).
+
+The signals go to real ``dltrain`` processes; what is then done with the folders they left (eval,
+resume) runs in this process, through the command's entry point."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import List
 
 import pytest
 
-from .helpers import (TRAIN_TIMEOUT_S, assert_ok, cli_env, describe, dltrain, dltrain_cmd,
+from .helpers import (TRAIN_TIMEOUT_S, assert_ok, cli_env, describe, dltrain_cmd, dltrain_here,
                       load_weights, read_csv, read_json)
 
 pytestmark = pytest.mark.slow
@@ -133,7 +136,7 @@ def test_an_interrupted_run_still_describes_itself(stopped, signum):
     assert summary["best_val_loss"] == pytest.approx(best)
     assert (run.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
     if signum == signal.SIGINT:  # once is enough: eval of an interrupted run's best.pt
-        proc = assert_ok(dltrain(["eval", str(run.run_dir)], run.cwd))
+        proc = assert_ok(dltrain_here(["eval", str(run.run_dir)], run.cwd))
         assert "test split" in proc.stdout
 
 
@@ -159,7 +162,8 @@ def test_interrupted_run_saves_a_safe_checkpoint(stopped, signum):
 def test_resume_after_sigterm_completes(stopped):
     run = stopped[signal.SIGTERM]
     epoch = load_weights(run.run_dir / "checkpoints" / "last.pt")["epoch"]
-    proc = assert_ok(dltrain(["resume", str(run.run_dir), f"trainer.epochs={epoch + 1}"], run.cwd))
+    proc = assert_ok(dltrain_here(["resume", str(run.run_dir), f"trainer.epochs={epoch + 1}"],
+                                  run.cwd))
     assert f"resuming after epoch {epoch}" in proc.stdout, describe(proc)
     summary = read_json(run.run_dir / "summary.json")
     assert summary["status"] == "completed"

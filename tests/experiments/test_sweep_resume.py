@@ -3,9 +3,9 @@ second job lists every job with its status, and ``dltrain resume SWEEP`` finishe
 
 The sweep is interrupted as a user's would be: job 0 finishes, job 1 gets SIGTERM after its
 first checkpoint (so it stops inside its second epoch), job 2 never starts. The sweep folder is
-then copied: one copy is resumed by calling :func:`dltrain.sweep_resume.resume_sweep` in a
-process of its own, the other through the command, ``dltrain resume SWEEP``. The tests named
-``test_wired_*`` need ``dltrain resume`` to dispatch a sweep folder to ``resume_sweep``.
+then copied, and the copy is finished by the command, ``dltrain resume SWEEP``, in a process of
+its own (it runs the jobs through Hydra), while ``dltrain summary`` of the original runs in this
+process.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Dict, List
 import pytest
 
 from .helpers import (TINY, TRAIN_TIMEOUT_S, assert_ok, cli_env, describe, dltrain_cmd,
-                      finish, read_csv, read_json, read_yaml)
+                      dltrain_here, finish, read_csv, read_json, read_yaml, start)
 
 pytestmark = pytest.mark.slow
 
@@ -30,24 +29,14 @@ EPOCHS = 40  # long enough that the signal lands inside job 1 (0.02 s an epoch o
 LRS = ["0.01", "0.02", "0.03"]
 SWEEP = ["-m", f"optim.lr={','.join(LRS)}", f"trainer.epochs={EPOCHS}", *TINY]
 
-RESUME_BY_FUNCTION = """
-import sys
-from dltrain import launch
-from dltrain.sweep_resume import resume_sweep
-launch.invocation[:] = ["dltrain", "resume", sys.argv[1]]
-sys.exit(resume_sweep(sys.argv[1]))
-"""
-
 
 @dataclass
 class Interrupted:
     dir: Path  # the sweep as the signal left it (never resumed)
     sweep: subprocess.CompletedProcess
     summary: subprocess.CompletedProcess  # dltrain summary of it
-    resumed: Path  # a copy finished by resume_sweep
+    resumed: Path  # a copy finished by `dltrain resume COPY`
     resume: subprocess.CompletedProcess
-    wired: Path  # a copy finished by `dltrain resume COPY`
-    wired_resume: subprocess.CompletedProcess
 
 
 def interrupt_in_job_1(sweep_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -75,17 +64,14 @@ def interrupted(tmp_path_factory) -> Interrupted:
     cwd = tmp_path_factory.mktemp("sweep_resume")
     sweep_dir = cwd / "sweep"
     sweep = interrupt_in_job_1(sweep_dir, cwd)
-    resumed, wired = cwd / "resumed", cwd / "wired"
+    resumed = cwd / "resumed"
     shutil.copytree(sweep_dir, resumed)
-    shutil.copytree(sweep_dir, wired)
-    procs = [subprocess.Popen([sys.executable, "-c", RESUME_BY_FUNCTION, str(resumed)], cwd=cwd,
-                              env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)]
-    procs += [subprocess.Popen(dltrain_cmd(*args), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-              for args in (["summary", str(sweep_dir)], ["resume", str(wired)])]
-    resume, summary, wired_resume = (finish(p) for p in procs)
-    return Interrupted(sweep_dir, sweep, summary, resumed, resume, wired, wired_resume)
+    proc = start(["resume", str(resumed)], cwd)
+    try:
+        summary = dltrain_here(["summary", str(sweep_dir)], cwd)
+    finally:
+        resume = finish(proc)
+    return Interrupted(sweep_dir, sweep, summary, resumed, resume)
 
 
 def summary_rows(sweep_dir: Path) -> Dict[str, Dict[str, str]]:
@@ -130,6 +116,7 @@ def test_resume_finishes_the_sweep(interrupted):
             "(resumed from last.pt: job 1), 1 not started (started now: job 2)"
             in proc.stdout), describe(proc)
     assert_finished(interrupted.resumed, proc.stdout)
+    assert "Traceback" not in proc.stderr
 
 
 def test_the_completed_job_is_kept_as_it_was(interrupted):
@@ -181,9 +168,3 @@ def test_the_job_that_never_started_runs_in_its_own_folder_as_hydra_would(interr
     assert without(record2, keys) == without(record0, keys)
     assert read_yaml(job2 / "run.yaml")["command"] == f"dltrain resume {interrupted.resumed}"
 
-
-def test_wired_dltrain_resume_finishes_a_sweep(interrupted):
-    """Needs commands.cmd_resume to hand a sweep folder to sweep_resume.resume_sweep."""
-    proc = assert_ok(interrupted.wired_resume)
-    assert_finished(interrupted.wired, proc.stdout)
-    assert "Traceback" not in proc.stderr

@@ -8,7 +8,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -18,6 +18,9 @@ from .helpers import (TINY, assert_ok, assert_png, assert_user_error, dltrain, r
 pytestmark = pytest.mark.slow
 
 METRICS = ("test_loss", "test_acc", "best_val_loss")
+# an Optuna search (configs/hpo/digits_mlp.yaml) for the metric that is maximized
+HPO = ["-m", "hpo=digits_mlp", "trainer.monitor=val_acc", "hydra.sweeper.n_trials=3",
+       "trainer.epochs=2", *TINY]
 
 
 @dataclass
@@ -28,22 +31,35 @@ class Sweep:
     csv_text: str
 
 
+@dataclass
+class Started:
+    grids: Dict[str, Sweep]  # "lr", "seeds"
+    hpo: Tuple[subprocess.CompletedProcess, Path]  # an Optuna search (HPO)
+
+
 @pytest.fixture(scope="module")
-def sweeps(tmp_path_factory) -> Dict[str, Sweep]:
+def started(tmp_path_factory) -> Started:
+    """The module's sweeps, started together: each runs its jobs one after the other."""
     cwd = tmp_path_factory.mktemp("sweeps")
-    lr_dir, seed_dir = cwd / "lr", cwd / "seeds"
-    lr, seeds = run_together([
+    lr_dir, seed_dir, hpo_dir = cwd / "lr", cwd / "seeds", cwd / "hpo"
+    lr, seeds, hpo = run_together([
         (["-m", "optim=sgd,adam", "optim.lr=0.01,1e9", "trainer.epochs=1", *TINY,
           f"hydra.sweep.dir={lr_dir}"], cwd),
         (["-m", "trainer.seed=0,1", "optim=sgd,adam", "trainer.epochs=1", *TINY,
           f"hydra.sweep.dir={seed_dir}"], cwd),
+        ([*HPO, f"hydra.sweep.dir={hpo_dir}"], cwd),
     ])
-    out = {}
+    grids = {}
     for name, proc, folder in (("lr", lr, lr_dir), ("seeds", seeds, seed_dir)):
         assert_ok(proc)
-        out[name] = Sweep(folder, proc, read_csv(folder / "summary.csv"),
-                          (folder / "summary.csv").read_text())
-    return out
+        grids[name] = Sweep(folder, proc, read_csv(folder / "summary.csv"),
+                            (folder / "summary.csv").read_text())
+    return Started(grids, (hpo, hpo_dir))
+
+
+@pytest.fixture(scope="module")
+def sweeps(started) -> Dict[str, Sweep]:
+    return started.grids
 
 
 def table_block(stdout: str) -> List[str]:
@@ -151,22 +167,47 @@ def test_seed_sweep_shows_mean_and_std_over_seeds(sweeps):
             assert cell == f"{mean:.4g} ± {std:.2g}", (optim, metric, cell)
 
 
-HPO = ["-m", "hpo=digits_mlp", "trainer.monitor=val_acc", "hydra.sweeper.n_trials=3",
-       "trainer.epochs=2", *TINY]
-
-
-def test_hpo_maximizes_val_acc_and_agrees_with_the_best_job(tmp_path):
+def test_hpo_maximizes_val_acc_and_agrees_with_the_best_job(started):
     """Issue 7, item 6: the study's direction follows trainer.monitor, so with val_acc Optuna
-    maximizes, and its best value is the best job of dltrain's own summary."""
-    sweep_dir = tmp_path / "hpo"
-    proc = assert_ok(dltrain([*HPO, f"hydra.sweep.dir={sweep_dir}"], tmp_path))
+    maximizes, and its best value is the best job of dltrain's own summary. The search samples
+    configs/hpo/digits_mlp.yaml's space within its bounds."""
+    proc, sweep_dir = started.hpo
+    assert_ok(proc)
     assert "Directions: ['maximize']" in proc.stdout, proc.stdout
-    accs = {job.name: read_json(job / "summary.json")["best_val_acc"]
+    jobs = {job.name: read_json(job / "summary.json")
             for job in sweep_dir.iterdir() if (job / "summary.json").is_file()}
+    for summary in jobs.values():
+        assert summary["status"] == "completed" and summary["epochs_completed"] == 2, summary
+        assert summary["monitor"] == "val_acc"
+    accs = {name: summary["best_val_acc"] for name, summary in jobs.items()}
     assert len(accs) == 3 and len(set(accs.values())) == 3, accs  # else any direction agrees
-    best_value = read_yaml(sweep_dir / "optimization_results.yaml")["best_value"]
+    results = read_yaml(sweep_dir / "optimization_results.yaml")
     best_job = re.search(r"^best job: (\d+) \(best_val_acc = ", proc.stdout, re.M).group(1)
-    assert best_value == max(accs.values()) == accs[best_job]
+    assert results["best_value"] == max(accs.values()) == accs[best_job]
+    params = results["best_params"]
+    assert set(params) == {"optim.lr", "regularization.dropout", "regularization.weight_decay",
+                           "trainer.batch_size"}
+    assert 1e-4 <= params["optim.lr"] <= 1e-2 and params["trainer.batch_size"] in (32, 64, 128)
+    config = read_yaml(sweep_dir / best_job / ".hydra" / "config.yaml")
+    assert config["optim"]["lr"] == pytest.approx(params["optim.lr"], rel=1e-12)
+
+
+@pytest.mark.parametrize("monitor, direction", [("val_loss", "minimize"), ("val_acc", "maximize")])
+def test_hpo_direction_follows_the_monitor(monitor, direction):
+    """The direction configs/hpo/*.yaml hand the sweeper, composed without a search: that the
+    study takes it is shown by the real search above."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dltrain import hpo, schema
+    from dltrain.launch import config_dir
+
+    schema.register_configs()
+    OmegaConf.register_new_resolver(hpo.RESOLVER, hpo.direction, replace=True)
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["hpo=digits_mlp", f"trainer.monitor={monitor}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.sweeper.direction == direction
 
 
 def test_hpo_refuses_a_direction_against_the_monitor(tmp_path):
