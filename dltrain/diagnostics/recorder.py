@@ -136,9 +136,9 @@ class Diagnostics:
         return (self._squares(tensors) @ self._assign).sqrt_()
 
     @torch.no_grad()
-    def record_grads(self) -> None:
+    def record_grads(self) -> Tensor:
         """Adds each layer's gradient norm to the epoch's sum (a parameter with no gradient
-        counts as zero)."""
+        counts as zero); returns the global gradient norm, from the same per-tensor norms."""
         grads = [p.grad for p in self._params]
         if all(g is not None for g in grads):
             assign = self._assign
@@ -148,9 +148,12 @@ class Diagnostics:
             assign = self._assign_of.get(present)
             if assign is None:
                 assign = self._assign_of[present] = self._assign[list(present)]
-        if grads:
-            self.grad_sum.add_((self._squares(grads) @ assign).sqrt_())
         self.grad_steps += 1
+        if not grads:
+            return torch.zeros((), device=self.device)
+        squares = self._squares(grads)
+        self.grad_sum.add_((squares @ assign).sqrt_())
+        return squares.sum().sqrt()
 
     @torch.no_grad()
     def before_update(self) -> None:

@@ -178,10 +178,13 @@ def train_step(job: Job, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0,
     if trainer.grad_clip is not None or measure:
         scaler.unscale_(job.optimizer)  # clip and measure the true gradients, not scaled ones
         params = [p for p in job.model.parameters() if p.grad is not None]
-        max_norm = trainer.grad_clip if trainer.grad_clip is not None else float("inf")
-        norm = nn.utils.clip_grad_norm_(params, max_norm)
-        if measure and job.diagnostics is not None:
-            job.diagnostics.record_grads()
+        # the diagnostics' per-layer norms give the global one too (one pass over the
+        # gradients, not two); clipping keeps torch's own, so they never change the maths
+        recorded = job.diagnostics.record_grads() if measure and job.diagnostics else None
+        if trainer.grad_clip is not None:
+            norm = nn.utils.clip_grad_norm_(params, trainer.grad_clip)
+        else:
+            norm = recorded if recorded is not None else total_norm(params)
     if measure and job.diagnostics is not None:
         job.diagnostics.before_update()
     scaler.step(job.optimizer)  # 16-mixed: skipped when a gradient is inf or NaN
@@ -192,6 +195,15 @@ def train_step(job: Job, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0,
     if job.ema is not None:
         job.ema.update()
     return loss, out, norm
+
+
+def total_norm(params: List[nn.Parameter]) -> torch.Tensor:
+    """The global L2 norm of the gradients of ``params``, as clip_grad_norm_ computes it, without
+    its scaling pass (torch < 2.6 has no get_total_norm: clip at infinity, which scales by 1)."""
+    get = getattr(nn.utils, "get_total_norm", None)
+    if get is None:
+        return nn.utils.clip_grad_norm_(params, float("inf"))
+    return get([p.grad for p in params])
 
 
 def epoch_batches(job: Job) -> List[int]:
