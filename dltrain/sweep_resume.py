@@ -157,13 +157,14 @@ def continue_search(sweep_dir: Path, record: Optional[Dict[str, Any]], overrides
             f"{N_TRIALS}={target}"]
     # relative paths of the command (data.path=...) mean what they meant where it started
     cwd = Path(str((hydra.get("runtime") or {}).get("cwd") or "."))
-    with _working_dir(cwd if cwd.is_dir() else Path.cwd()):
+    with working_dir(cwd if cwd.is_dir() else Path.cwd()):
         _run_hydra(argv)
     return 0
 
 
 @contextlib.contextmanager
-def _working_dir(path: Path) -> Iterator[None]:
+def working_dir(path: Path) -> Iterator[None]:
+    """The current folder is ``path`` inside the block (contextlib.chdir from Python 3.11)."""
     import os
 
     old = os.getcwd()

@@ -26,6 +26,8 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import yaml
 
+from dltrain.sweep_resume import working_dir
+
 TRAIN_TIMEOUT_S = 300
 
 # the smallest run that still exercises everything: pinned to the CPU, where dltrain is
@@ -103,18 +105,8 @@ def run_together(
 
 # ---------------------------------------------------------------------------------------------
 # in this process
-@contextlib.contextmanager
-def working_dir(path: Path) -> Iterator[None]:
-    """``cwd`` for a command run here: relative paths, outputs/ and run.yaml's git state (None
-    in a temporary folder) are read from it."""
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
+# working_dir(path): ``cwd`` for a command run here: relative paths, outputs/ and run.yaml's git
+# state (None in a temporary folder) are read from it
 @contextlib.contextmanager
 def torch_state_kept() -> Iterator[None]:
     """What a run changes for the whole process (every generator, deterministic algorithms, the
