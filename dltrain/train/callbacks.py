@@ -13,7 +13,7 @@ from dltrain.console import err_console
 from dltrain.errors import UserError
 from dltrain.loggers import MetricLogger, flatten
 from dltrain.loggers.base import logger_name, one_line
-from dltrain.train.loop import Callback, Job
+from dltrain.train.loop import Callback, Job, log_point
 
 
 class CheckpointWriter(Callback):
@@ -100,8 +100,7 @@ class LoggerFanOut(Callback):
         if not self.steppers:
             return
         trainer = job.config.trainer
-        update = batch % trainer.accumulate == 0 or batch == self.n_batches
-        if not update or ((batch - 1) // trainer.accumulate) % trainer.log_every:
+        if not log_point(batch, self.n_batches, trainer.accumulate, trainer.log_every):
             return
         metrics = running()  # a host sync, at a log point only
         for logger in self.steppers:

@@ -206,6 +206,13 @@ def total_norm(params: List[nn.Parameter]) -> torch.Tensor:
     return get([p.grad for p in params])
 
 
+def log_point(batch: int, n_batches: int, accumulate: int, log_every: int) -> bool:
+    """Whether ``batch`` (1-based, of ``n_batches``) ends an optimizer step that is a log point:
+    the epoch's first step and every ``log_every``-th after it."""
+    update = batch % accumulate == 0 or batch == n_batches
+    return update and ((batch - 1) // accumulate) % log_every == 0
+
+
 def epoch_batches(job: Job) -> List[int]:
     """The sizes of an epoch's training batches (global), after trainer.limit_batches or
     trainer.overfit_batches."""
@@ -363,8 +370,7 @@ def fit(job: Job, callbacks: Sequence[Callback] = (), stop: Optional[StopFlag] =
                           shard=(dist.rank, dist.world_size), limit=limit)
         for i, (x, y) in enumerate(batches, state.batch + 1):
             update = i % accumulate == 0 or i == n_batches
-            step_in_epoch = (i - 1) // accumulate  # 0-based optimizer step of this epoch
-            measure = update and step_in_epoch % trainer.log_every == 0
+            measure = log_point(i, n_batches, trainer.accumulate, trainer.log_every)
             weight = y.shape[0] * dist.world_size / group_size[i - 1]
             loss, out, norm = train_step(job, x, y, weight, sizes[i - 1] / group_size[i - 1],
                                          first=(i - 1) % accumulate == 0, update=update,
